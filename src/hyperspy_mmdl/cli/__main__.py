@@ -1,0 +1,5 @@
+import sys
+
+from hyperspy_mmdl.cli import main
+
+sys.exit(main())
