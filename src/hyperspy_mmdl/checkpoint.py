@@ -1,0 +1,354 @@
+"""Model files: weights plus a model card, loaded without unpickling code.
+
+A checkpoint is one file written by :func:`torch.save` holding only plain
+containers, strings and tensors::
+
+    {"format": "napari-mmdl-checkpoint", "format_version": 1,
+     "card": "<the model card as a JSON string>",
+     "state_dict": {name: tensor, ...}}
+
+:func:`load_checkpoint` reads it with ``torch.load(..., weights_only=True)``,
+which refuses anything but tensors and primitive containers, so a model file
+can never run code on load. The model is rebuilt from the card's architecture
+name and config with :func:`hyperspy_mmdl.models.create` and the weights are
+loaded strictly.
+
+The model card (:class:`ModelCard`) records what a user of the file needs to
+apply it correctly: the architecture and its config, the input size and
+channels, the intensity normalisation, the pixel size the model was trained at,
+the class names (classifiers) or target name and unit (regressors), the
+composition/process vocabularies of PSC-Fusion, a summary of the training data,
+the metrics measured on held-out data, the library versions and the date.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "CheckpointError",
+    "ModelCard",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_card",
+    "library_versions",
+]
+
+FORMAT = "napari-mmdl-checkpoint"
+FORMAT_VERSION = 1
+
+TASKS = ("classify", "regress-pce", "segment")
+
+
+class CheckpointError(ValueError):
+    """A file is not a readable napari-mmdl checkpoint (the message names the file)."""
+
+
+@dataclass
+class ModelCard:
+    """What a checkpoint says about its model.
+
+    Parameters
+    ----------
+    architecture : str
+        Registry name for :func:`hyperspy_mmdl.models.create` (``"vgg_grain"``,
+        ``"psc_fusion"``, ``"unet_boundary"`` ...).
+    config : dict
+        Keyword arguments for ``models.create(architecture, **config)``; holds
+        ``num_classes`` and ``in_chans`` plus any architecture options.
+    task : str
+        ``"classify"``, ``"regress-pce"`` or ``"segment"``.
+    input_size : list of int
+        ``[C, H, W]`` the model was trained on.
+    normalization : str
+        Per-image intensity normalisation applied before the model
+        (``"minmax"``, ``"zscore"``, ``"clahe"``, ``"none"``).
+    pixel_size : float or None
+        Pixel size of the training images (after any resampling), in
+        ``pixel_unit``; ``None`` when the training images were uncalibrated.
+    pixel_unit : str
+        Unit of ``pixel_size`` (``"px"`` when uncalibrated).
+    class_names : list of str or None
+        Names of the output classes in output order (classifiers).
+    target_name, target_unit : str or None
+        Name and unit of a regression target (``"PCE"``, ``"%"``).
+    vocabularies : dict or None
+        PSC-Fusion composition and process vocabularies:
+        ``{"composition": {field: [tokens]}, "process": {field: [tokens]},
+        "columns": {field: csv column}}``.
+    training_data : dict
+        Summary of the data: path, number of samples per split/class, seed.
+    metrics : dict
+        Metrics on held-out data by the names of :mod:`hyperspy_mmdl.train.metrics`.
+    recipe : dict
+        The training recipe actually used (optimiser, schedule, epochs ...).
+    extra : dict
+        Anything else (JSON-serialisable).
+    versions : dict
+        Library versions; filled in by :func:`save_checkpoint` when empty.
+    created : str
+        ISO 8601 UTC time; filled in by :func:`save_checkpoint` when empty.
+    """
+
+    architecture: str
+    config: dict = field(default_factory=dict)
+    task: str = "classify"
+    input_size: list = field(default_factory=list)
+    normalization: str = "minmax"
+    pixel_size: float | None = None
+    pixel_unit: str = "px"
+    class_names: list | None = None
+    target_name: str | None = None
+    target_unit: str | None = None
+    vocabularies: dict | None = None
+    training_data: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    created: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.architecture, str) or not self.architecture:
+            raise ValueError("ModelCard.architecture must be a non-empty registry name")
+        if self.task not in TASKS:
+            raise ValueError(f"ModelCard.task must be one of {TASKS}, got {self.task!r}")
+        self.input_size = [int(v) for v in self.input_size]
+
+    @property
+    def in_chans(self) -> int | None:
+        """Number of input channels (from ``config`` or ``input_size``)."""
+        if "in_chans" in self.config:
+            return int(self.config["in_chans"])
+        return int(self.input_size[0]) if self.input_size else None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of outputs of a classifier (``None`` for regressors)."""
+        if self.class_names:
+            return len(self.class_names)
+        n = self.config.get("num_classes")
+        return int(n) if n is not None else None
+
+    def to_dict(self) -> dict:
+        """The card as a plain, JSON-serialisable dict."""
+        return _jsonable(asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        """Build a card from a dict; unknown keys go to ``extra``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a model card must be a dict, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        unknown = {k: v for k, v in data.items() if k not in known}
+        if unknown:
+            kwargs["extra"] = {**dict(kwargs.get("extra") or {}), **unknown}
+        if "architecture" not in kwargs:
+            raise ValueError("a model card needs an 'architecture' (registry name)")
+        return cls(**kwargs)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and paths to JSON types."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy arrays / scalars
+        return obj.tolist()
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    return obj
+
+
+def library_versions() -> dict:
+    """Versions of the libraries a model file depends on."""
+    import platform
+
+    import numpy
+    import torch
+
+    from hyperspy_mmdl import __version__
+
+    return {
+        "napari-mmdl": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_checkpoint(path, model, card) -> Path:
+    """Write ``model``'s weights and its model card to one file, atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (``.pt`` by convention). Parent folders are created.
+    model : torch.nn.Module
+        The trained model; only its ``state_dict`` is stored.
+    card : ModelCard or dict
+        The model card. ``versions`` and ``created`` are filled in when empty.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Notes
+    -----
+    The file is written to a temporary file in the same folder and moved into
+    place with :func:`os.replace`, so an interrupted save never leaves a
+    truncated checkpoint behind.
+    """
+    import torch
+
+    path = Path(path)
+    if not isinstance(card, ModelCard):
+        card = ModelCard.from_dict(dict(card))
+    if not card.versions:
+        card.versions = library_versions()
+    if not card.created:
+        card.created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "card": card.to_json(),
+        "state_dict": state,
+    }
+    _atomic_torch_save(payload, path)
+    return path
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _read_payload(path: Path, map_location="cpu") -> dict:
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds Python objects other than tensors and "
+            f"plain containers (not a napari-mmdl checkpoint, or an unsafe one): {err}"
+        ) from None
+    except Exception as err:  # a corrupt zip/pickle stream raises many kinds of errors
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch file (corrupt or truncated?): "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a napari-mmdl checkpoint (no '{FORMAT}' header; a bare state_dict or "
+            f"another tool's file?)"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is newer than this napari-mmdl "
+            f"understands ({FORMAT_VERSION}); update napari-mmdl"
+        )
+    if not isinstance(payload.get("card"), str) or not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: checkpoint is missing its model card or weights")
+    return payload
+
+
+def _parse_card(path: Path, text: str) -> ModelCard:
+    try:
+        return ModelCard.from_dict(json.loads(text))
+    except (json.JSONDecodeError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: the model card is invalid: {err}") from None
+
+
+def read_card(path) -> ModelCard:
+    """Read only the model card of a checkpoint (the weights are loaded too, on CPU)."""
+    path = Path(path)
+    return _parse_card(path, _read_payload(path)["card"])
+
+
+def load_checkpoint(path, device="cpu", model=None):
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The model file.
+    device : str or torch.device
+        Where to put the model (``"cpu"``, ``"cuda"``, ``"mps"``).
+    model : torch.nn.Module, optional
+        Load the weights into this module instead of building one from the
+        card with :func:`hyperspy_mmdl.models.create`.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The model in eval mode on ``device``.
+    card : ModelCard
+        Its model card.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    CheckpointError
+        The file is corrupt, not a napari-mmdl checkpoint, holds pickled code,
+        or its weights do not fit the architecture named in its card.
+    """
+    path = Path(path)
+    payload = _read_payload(path)
+    card = _parse_card(path, payload["card"])
+    if model is None:
+        from hyperspy_mmdl import models
+
+        config = dict(card.config)
+        try:
+            model = models.create(card.architecture, **config)
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(
+                f"{path}: cannot build architecture {card.architecture!r} with config {config}: {err}"
+            ) from None
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{path}: weights do not match architecture {card.architecture!r}: {err}"
+        ) from None
+    model.to(device)
+    model.eval()
+    return model, card
