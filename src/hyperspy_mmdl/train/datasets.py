@@ -1,0 +1,389 @@
+"""Training data: micrograph folders, grain-size classes, segmentation pairs.
+
+* :func:`load_micrograph` reads one image (any format :mod:`hyperspy_mmdl.io`
+  reads) with its calibration, masks the instrument data bar and optionally
+  resamples it to a target pixel size.
+* :func:`read_image_folder` reads a folder per class (``root/<class>/*``);
+  :class:`ImageClassification` serves crops of those images as tensors.
+* :func:`grain_size_class` / :func:`grain_size_labels` derive the three
+  grain-size classes of SPEC §3.1.6 from segmented grains, so the grain-size
+  CNN trains without hand labels.
+* :func:`read_segmentation_pairs` and :class:`BoundarySegmentation` serve
+  image/boundary-mask pairs for the U-Net.
+
+PCE tables live in :mod:`hyperspy_mmdl.train.tabular`.
+"""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import Calibration
+from . import transforms as T
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "GRAIN_SIZE_CLASSES",
+    "load_micrograph",
+    "ImageSet",
+    "read_image_folder",
+    "ImageClassification",
+    "grain_size_class",
+    "grain_size_labels",
+    "read_segmentation_pairs",
+    "BoundarySegmentation",
+]
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".dm3", ".dm4", ".emd", ".hspy", ".zspy")
+GRAIN_SIZE_CLASSES = ("small", "medium", "large")
+
+
+def _read_raw(path: Path):
+    """(data, calibration) through hyperspy_mmdl.io when present, else scikit-image (uncalibrated)."""
+    try:
+        from hyperspy_mmdl import io as mmdl_io
+    except ImportError:
+        mmdl_io = None
+    if mmdl_io is not None and hasattr(mmdl_io, "load"):
+        img = mmdl_io.load(path)
+        return np.asarray(img.data), img.calibration
+    from skimage import io as skio
+
+    try:
+        data = skio.imread(path)
+    except Exception as err:  # noqa: BLE001 - any reader failure is reported with the file name
+        raise ValueError(f"{path}: cannot read image: {err}") from None
+    ndim = 2 if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4)) else data.ndim
+    return data, Calibration.uncalibrated(ndim)
+
+
+def _to_channels(data: np.ndarray, in_chans: int, path) -> np.ndarray:
+    """(H, W) / (H, W, 3|4) / (frames, H, W) -> (in_chans, H, W) float32."""
+    x = np.asarray(data)
+    if x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[0] > 4:
+        x = x[..., :3].astype(np.float32)
+        x = x.mean(-1, keepdims=True) if in_chans == 1 else x
+        x = np.moveaxis(x, -1, 0)
+    elif x.ndim == 2:
+        x = x[None].astype(np.float32)
+    elif x.ndim == 3:  # frames first: use the first frame
+        x = x[:1].astype(np.float32)
+    else:
+        raise ValueError(f"{path}: expected a 2-D image (or RGB / a stack), got shape {x.shape}")
+    if x.shape[0] != in_chans:
+        x = np.repeat(x[:1], in_chans, axis=0)
+    return x
+
+
+def _mask_data_bar(x: np.ndarray, calibration: Calibration):
+    """Crop the instrument data bar when the data-bar detector is available."""
+    try:
+        from hyperspy_mmdl.preprocess.databar import find_data_bar
+    except ImportError:
+        return x, calibration
+    bar = find_data_bar(x[0])
+    if bar is None or not getattr(bar, "top", 0):
+        return x, calibration
+    return x[:, : bar.top], calibration.cropped(rows=slice(0, bar.top))
+
+
+def load_micrograph(path, *, in_chans: int = 1, pixel_size: float | None = None, unit: str = "µm",
+                    mask_data_bar: bool = True, normalization: str = "minmax"):
+    """Read a micrograph as ``(C, H, W)`` float32 plus its image calibration.
+
+    Parameters
+    ----------
+    path : str or Path
+    in_chans : int
+        1 (grey; RGB is averaged) or 3 (grey is repeated).
+    pixel_size : float, optional
+        Resample to this pixel size (in ``unit``). Needs a calibrated file.
+    unit : str
+        Unit of ``pixel_size``.
+    mask_data_bar : bool
+        Crop a detected instrument data bar (:mod:`hyperspy_mmdl.preprocess.databar`).
+    normalization : str
+        See :func:`hyperspy_mmdl.train.transforms.normalize`.
+
+    Returns
+    -------
+    image : ndarray, shape (C, H, W)
+    calibration : Calibration
+        Of the returned image (after cropping/resampling).
+    """
+    path = Path(path)
+    data, cal = _read_raw(path)
+    x = _to_channels(data, in_chans, path)
+    cal = cal.image if cal.ndim > 2 else cal
+    if mask_data_bar:
+        x, cal = _mask_data_bar(x, cal)
+    if pixel_size is not None:
+        if not cal.is_calibrated:
+            raise ValueError(f"{path}: cannot resample to {pixel_size} {unit}/px, the image is uncalibrated")
+        sy, sx = cal.pixel_size_in(unit)
+        h, w = x.shape[-2:]
+        shape = (max(int(round(h * sy / pixel_size)), 1), max(int(round(w * sx / pixel_size)), 1))
+        x = T.resize(x, shape, order=1)
+        cal = cal.to_unit(unit).resampled((shape[0] / h, shape[1] / w))
+    return T.normalize(x, normalization), cal
+
+
+@dataclass
+class ImageSet:
+    """Images of a classification task held in memory.
+
+    ``images`` are ``(C, H, W)`` float32 arrays (normalised, resampled);
+    ``labels`` class indices; ``groups`` an optional source id per image (to
+    split crops of one micrograph together).
+    """
+
+    images: list
+    labels: np.ndarray
+    class_names: list
+    paths: list = field(default_factory=list)
+    calibrations: list = field(default_factory=list)
+    groups: np.ndarray | None = None
+
+    def __len__(self):
+        return len(self.images)
+
+    def summary(self) -> dict:
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {"n": len(self), "per_class": dict(zip(self.class_names, counts.tolist()))}
+
+    def pixel_size(self):
+        """Common pixel size and unit of the images, or ``(None, "px")`` when mixed/uncalibrated."""
+        sizes = {(round(c.pixel_size[1], 9), c.unit) for c in self.calibrations if c.is_calibrated}
+        if len(sizes) == 1 and all(c.is_calibrated for c in self.calibrations):
+            (size, u), = sizes
+            return float(size), u
+        return None, "px"
+
+
+def read_image_folder(root, *, class_names=None, in_chans: int = 1, pixel_size: float | None = None,
+                      unit: str = "µm", mask_data_bar: bool = True, normalization: str = "minmax",
+                      suffixes=IMAGE_SUFFIXES) -> ImageSet:
+    """Read ``root/<class name>/<images>`` (one sub-folder per class).
+
+    Parameters
+    ----------
+    root : str or Path
+    class_names : list of str, optional
+        Class order (default: sorted sub-folder names). Sub-folders not listed
+        are ignored; a listed class without a folder raises ``ValueError``.
+    in_chans, pixel_size, unit, mask_data_bar, normalization
+        As :func:`load_micrograph`.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"training data folder not found: {root}")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if class_names is None:
+        class_names = [p.name for p in folders]
+    missing = [c for c in class_names if not (root / c).is_dir()]
+    if missing:
+        raise ValueError(f"{root}: no sub-folder for class(es) {missing}; found {[p.name for p in folders]}")
+    if len(class_names) < 2:
+        raise ValueError(f"{root}: need at least two class sub-folders, found {[p.name for p in folders]}")
+    images, labels, paths, cals = [], [], [], []
+    for ci, name in enumerate(class_names):
+        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in suffixes)
+        if not files:
+            raise ValueError(f"{root / name}: no images ({', '.join(suffixes)})")
+        for f in files:
+            x, cal = load_micrograph(f, in_chans=in_chans, pixel_size=pixel_size, unit=unit,
+                                     mask_data_bar=mask_data_bar, normalization=normalization)
+            images.append(x)
+            labels.append(ci)
+            paths.append(str(f))
+            cals.append(cal)
+    return ImageSet(images, np.asarray(labels, dtype=np.int64), list(class_names), paths, cals)
+
+
+class ImageClassification:
+    """A torch-style dataset of ``(image tensor (C, S, S), label)`` from in-memory images.
+
+    Parameters
+    ----------
+    images : list of ndarray (C, H, W)
+    labels : array_like of int
+    size : int
+        Side of the model input.
+    augment : Augment, optional
+        Training augmentation (random crop/dihedral/contrast); without it a
+        centre crop (``fit="crop"``) or a resize (``fit="resize"``) is used.
+    fit : {"crop", "resize"}
+        How an image of another size becomes ``size × size`` at evaluation.
+        ``"crop"`` keeps the pixel size (reflect-padding small images).
+    seed : int
+        Augmentation seed (reseeded per epoch by :meth:`set_epoch`).
+    """
+
+    def __init__(self, images, labels, size: int, *, augment=None, fit: str = "crop", seed: int = 2024):
+        if fit not in ("crop", "resize"):
+            raise ValueError(f"fit must be 'crop' or 'resize', got {fit!r}")
+        self.images = list(images)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if len(self.images) != self.labels.size:
+            raise ValueError(f"{len(self.images)} images but {self.labels.size} labels")
+        self.size = int(size)
+        self.augment = augment
+        self.fit = fit
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.rng = np.random.default_rng([self.seed, int(epoch)])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        import torch
+
+        x = self.images[i]
+        if self.fit == "resize":
+            x = T.resize(x, (self.size, self.size))
+        if self.augment is not None:
+            x = self.augment(self.rng, x)
+        else:
+            x = T.center_crop(x, self.size)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(self.labels[i])
+
+
+def grain_size_class(mean_ecd_um, thresholds=(0.4, 0.8)) -> np.ndarray:
+    """Grain-size class of SPEC §3.1.6 from the mean D_eq in µm: 0 small, 1 medium, 2 large.
+
+    Values equal to a threshold are "medium" (``0.4 ≤ D̄ ≤ 0.8``).
+    """
+    d = np.asarray(mean_ecd_um, dtype=float)
+    lo, hi = thresholds
+    return np.where(d < lo, 0, np.where(d > hi, 2, 1)).astype(np.int64)
+
+
+def _mean_ecd_um(labels, calibration) -> float:
+    """Mean equivalent circular diameter (µm) of the grains of a label image."""
+    try:
+        from hyperspy_mmdl.grains import measure as _m, summarize as _s
+    except ImportError:
+        _m = _s = None
+    if _m is not None and _s is not None:
+        table = _m.measure(labels, calibration) if hasattr(_m, "measure") else _m(labels, calibration)
+        summary = _s.summarize(table, calibration) if hasattr(_s, "summarize") else _s(table, calibration)
+        for key in ("mean_ecd", "mu_D", "mean_D_eq", "D_mean", "mean_diameter"):
+            if key in summary:
+                value = float(summary[key])
+                u = summary.get("units", {}).get(key, calibration.unit) if isinstance(
+                    summary.get("units"), dict) else calibration.unit
+                from ..calibration import convert_length
+
+                return convert_length(value, u, "µm")
+    from skimage.measure import regionprops
+
+    sy, sx = calibration.pixel_size_in("µm")
+    ecd = [2 * np.sqrt(r.area * sy * sx / np.pi) for r in regionprops(np.asarray(labels))]
+    return float(np.mean(ecd)) if ecd else float("nan")
+
+
+def grain_size_labels(images, calibrations, *, segment_kwargs=None, label_images=None,
+                      thresholds=(0.4, 0.8)):
+    """Grain-size classes computed from the images themselves (no hand labels).
+
+    Each image is segmented with :func:`hyperspy_mmdl.grains.segment` (or the
+    given ``label_images`` are used), the grains are measured and the mean
+    D_eq is turned into a class with :func:`grain_size_class`.
+
+    Returns
+    -------
+    classes : ndarray of int
+    mean_ecd_um : ndarray of float
+    """
+    means = []
+    for i, (img, cal) in enumerate(zip(images, calibrations)):
+        if not cal.is_calibrated:
+            raise ValueError(f"image {i} is uncalibrated: grain-size classes need a pixel size")
+        if label_images is not None:
+            lab = label_images[i]
+        else:
+            from hyperspy_mmdl.grains import segment
+
+            x = np.asarray(img)
+            lab = segment(x[0] if x.ndim == 3 else x, cal, **(segment_kwargs or {}))
+        means.append(_mean_ecd_um(lab, cal))
+    means = np.asarray(means, dtype=float)
+    return grain_size_class(means, thresholds), means
+
+
+def read_segmentation_pairs(images_dir, masks_dir, *, names=None, threshold: float = 127,
+                            normalization: str = "minmax"):
+    """Read image/boundary-mask pairs matched by file stem.
+
+    Masks are boundaries bright on black; values above ``threshold`` are
+    boundary. Returns ``(images (1, H, W) float32 list, masks (H, W) bool list,
+    names)``.
+    """
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    for d in (images_dir, masks_dir):
+        if not d.is_dir():
+            raise FileNotFoundError(f"segmentation folder not found: {d}")
+    files = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if names is not None:
+        wanted = {Path(n).stem for n in names}
+        files = [f for f in files if f.stem in wanted]
+    masks_by_stem = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    images, masks, out_names = [], [], []
+    for f in files:
+        if f.stem not in masks_by_stem:
+            raise ValueError(f"{f}: no mask with the same name in {masks_dir}")
+        x, _ = load_micrograph(f, in_chans=1, mask_data_bar=False, normalization=normalization)
+        m, _ = _read_raw(masks_by_stem[f.stem])
+        m = np.asarray(m)
+        if m.ndim == 3:
+            m = m[..., 0]
+        if m.shape != x.shape[1:]:
+            raise ValueError(f"{masks_by_stem[f.stem]}: mask shape {m.shape} differs from image {x.shape[1:]}")
+        images.append(x)
+        masks.append(m > threshold)
+        out_names.append(f.name)
+    if not images:
+        raise ValueError(f"{images_dir}: no images found")
+    return images, masks, out_names
+
+
+class BoundarySegmentation:
+    """Random (training) or full (evaluation) crops of image/boundary-mask pairs.
+
+    Items are ``(image (1, S, S) float32, mask (1, S, S) float32)``. Without
+    ``augment`` the centre crop of size ``size`` is returned (use ``size=None``
+    for the whole image).
+    """
+
+    def __init__(self, images, masks, size: int | None, *, augment=None, seed: int = 2024):
+        if len(images) != len(masks):
+            raise ValueError(f"{len(images)} images but {len(masks)} masks")
+        self.images, self.masks = list(images), [np.asarray(m, dtype=np.float32) for m in masks]
+        self.size, self.augment, self.seed = size, augment, int(seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.rng = np.random.default_rng([self.seed, int(epoch)])
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        import torch
+
+        x, m = self.images[i], self.masks[i][None]
+        if self.augment is not None:
+            x, m = self.augment(self.rng, x, m)
+        elif self.size is not None:
+            x, m = T.center_crop(x, self.size), T.center_crop(m, self.size)
+        return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32)))
+
+

@@ -1,0 +1,180 @@
+"""Per-image normalisation (SPEC §3.2) and augmentations for training.
+
+Arrays are ``(H, W)`` or ``(C, H, W)`` float32. Augmentations take a
+:class:`numpy.random.Generator` so a seeded run is reproducible; the
+segmentation variants apply the same geometric change to an image and its mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "NORMALIZATIONS",
+    "normalize",
+    "dihedral",
+    "random_dihedral",
+    "random_crop",
+    "center_crop",
+    "pad_to",
+    "random_contrast",
+    "resize",
+    "Augment",
+]
+
+NORMALIZATIONS = ("minmax", "zscore", "clahe", "none")
+
+
+def _finite(image) -> np.ndarray:
+    x = np.asarray(image, dtype=np.float32)
+    if not np.isfinite(x).all():
+        bad = ~np.isfinite(x)
+        fill = np.median(x[~bad]) if (~bad).any() else 0.0
+        x = np.where(bad, fill, x).astype(np.float32)
+    return x
+
+
+def normalize(image, method: str = "minmax") -> np.ndarray:
+    """Replace NaN/inf by the median, cast to float32 and normalise per image.
+
+    Parameters
+    ----------
+    image : array_like
+        ``(H, W)`` or ``(C, H, W)``; statistics are taken over the whole array.
+    method : {"minmax", "zscore", "clahe", "none"}
+        ``minmax`` → [0, 1] (a constant image → 0); ``zscore`` → zero mean, unit
+        SD; ``clahe`` → :func:`skimage.exposure.equalize_adapthist` with
+        ``clip_limit=0.01`` on the min-max-scaled image (per channel).
+    """
+    x = _finite(image)
+    if method == "none":
+        return x
+    if method == "minmax":
+        lo, hi = float(x.min()), float(x.max())
+        return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    if method == "zscore":
+        sd = float(x.std())
+        return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+    if method == "clahe":
+        from skimage.exposure import equalize_adapthist
+
+        x = normalize(x, "minmax")
+        if x.ndim == 2:
+            return equalize_adapthist(x, clip_limit=0.01).astype(np.float32)
+        return np.stack([equalize_adapthist(c, clip_limit=0.01) for c in x]).astype(np.float32)
+    raise ValueError(f"unknown normalization {method!r}; one of {NORMALIZATIONS}")
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 symmetries of the square: ``k % 4`` quarter turns, flipped when ``k >= 4``."""
+    out = np.rot90(image, k % 4, axes=(-2, -1))
+    if k % 8 >= 4:
+        out = out[..., ::-1]
+    return np.ascontiguousarray(out)
+
+
+def random_dihedral(rng: np.random.Generator, *arrays):
+    """The same random dihedral transform applied to every array."""
+    k = int(rng.integers(8))
+    out = tuple(dihedral(a, k) for a in arrays)
+    return out if len(out) > 1 else out[0]
+
+
+def pad_to(image: np.ndarray, size: int, mode: str = "reflect") -> np.ndarray:
+    """Pad the last two axes up to at least ``size`` (reflect, as microstructures continue)."""
+    h, w = image.shape[-2:]
+    ph, pw = max(size - h, 0), max(size - w, 0)
+    if not ph and not pw:
+        return image
+    pad = [(0, 0)] * (image.ndim - 2) + [(ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)]
+    if mode == "reflect" and (ph >= h or pw >= w):
+        mode = "symmetric" if (ph < 2 * h and pw < 2 * w) else "wrap"
+    return np.pad(image, pad, mode=mode)
+
+
+def random_crop(rng: np.random.Generator, size: int, *arrays):
+    """The same random ``size × size`` window of every array (padded first if smaller)."""
+    arrays = [pad_to(a, size) for a in arrays]
+    h, w = arrays[0].shape[-2:]
+    r = int(rng.integers(h - size + 1))
+    c = int(rng.integers(w - size + 1))
+    out = tuple(np.ascontiguousarray(a[..., r:r + size, c:c + size]) for a in arrays)
+    return out if len(out) > 1 else out[0]
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    image = pad_to(image, size)
+    h, w = image.shape[-2:]
+    r, c = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(image[..., r:r + size, c:c + size])
+
+
+def random_contrast(rng: np.random.Generator, image: np.ndarray, amount: float) -> np.ndarray:
+    """Scale deviations from the mean by a factor in ``[1 − amount, 1 + amount]``."""
+    if amount <= 0:
+        return image
+    f = float(rng.uniform(1 - amount, 1 + amount))
+    m = image.mean()
+    return ((image - m) * f + m).astype(np.float32)
+
+
+def resize(image: np.ndarray, shape, order: int = 1) -> np.ndarray:
+    """Resize the last two axes with :func:`skimage.transform.resize` (anti-aliased when shrinking)."""
+    from skimage.transform import resize as _resize
+
+    shape = tuple(int(s) for s in shape)
+    if image.shape[-2:] == shape:
+        return image
+    full = image.shape[:-2] + shape
+    aa = order > 0 and (image.shape[-2] > shape[0] or image.shape[-1] > shape[1])
+    return _resize(image, full, order=order, preserve_range=True, anti_aliasing=aa).astype(image.dtype)
+
+
+class Augment:
+    """Training augmentation from a recipe's ``[augment]`` section.
+
+    Parameters
+    ----------
+    size : int
+        Output side; with ``random_crop`` a random window (after an optional
+        random zoom), otherwise a centre crop.
+    dihedral : bool
+        Random element of the dihedral group (flips and 90° turns, ×8).
+    hflip : bool
+        Random horizontal flip (p = 0.5) when ``dihedral`` is off.
+    random_crop : bool
+        Random window instead of the centre.
+    contrast : float
+        Random contrast ±``contrast`` (image only).
+    zoom : float
+        Random zoom ±``zoom`` before cropping (bilinear; masks nearest).
+    """
+
+    def __init__(self, size: int, dihedral: bool = False, hflip: bool = False, random_crop: bool = False,
+                 contrast: float = 0.0, zoom: float = 0.0, **unused):
+        self.size = int(size)
+        self.dihedral = bool(dihedral)
+        self.hflip = bool(hflip)
+        self.random_crop = bool(random_crop)
+        self.contrast = float(contrast)
+        self.zoom = float(zoom)
+
+    def __call__(self, rng: np.random.Generator, image: np.ndarray, mask: np.ndarray | None = None):
+        arrays = [image] if mask is None else [image, mask]
+        if self.zoom > 0:
+            f = float(rng.uniform(1 - self.zoom, 1 + self.zoom))
+            h, w = image.shape[-2:]
+            shape = (max(int(round(h * f)), 1), max(int(round(w * f)), 1))
+            arrays = [resize(arrays[0], shape, 1)] + [resize(m, shape, 0) for m in arrays[1:]]
+        if self.random_crop:
+            arrays = list(random_crop(rng, self.size, *arrays)) if len(arrays) > 1 else [
+                random_crop(rng, self.size, arrays[0])]
+        else:
+            arrays = [center_crop(a, self.size) for a in arrays]
+        if self.dihedral:
+            k = int(rng.integers(8))
+            arrays = [dihedral(a, k) for a in arrays]
+        elif self.hflip and rng.random() < 0.5:
+            arrays = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
+        arrays[0] = random_contrast(rng, arrays[0], self.contrast)
+        return arrays[0] if mask is None else (arrays[0], arrays[1])
