@@ -44,8 +44,11 @@ Scale-out: ``workers=N`` starts a :class:`dask.distributed.LocalCluster` with N
 single-threaded worker processes; ``scheduler="tcp://host:8786"`` uses an existing
 cluster (its workers must see the input files and ``OUT`` at the same paths). Items
 go to the workers through the same function, :func:`process_item`, as in the
-in-process loop (``workers=None``). Models load once per worker process (a
-module-level cache keyed by checkpoint path, checksum and device).
+in-process loop (``workers=None``). Models load once per worker process (the
+per-process model cache of :func:`hyperspy_mmdl.inference.get_predictor`, keyed
+by checkpoint path, modification time and device). Scripts that call
+:func:`run_batch` with ``workers`` must guard their entry point with
+``if __name__ == "__main__":`` (the worker processes are spawned).
 """
 
 from __future__ import annotations
@@ -381,38 +384,33 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-_MODELS: dict[tuple, tuple] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def _load_model(path: str, device: str):
-    """Load a checkpoint once per process (keyed by path, file identity and device)."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, device)
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            from .checkpoint import load_checkpoint
-
-            _MODELS[key] = load_checkpoint(path, device=device)
-        return _MODELS[key]
-
-
 def _model_outputs(image, calibration, params: BatchParameters) -> dict:
+    """Classifier and PCE outputs of one frame.
+
+    The models come from :func:`hyperspy_mmdl.inference.get_predictor`, which keeps
+    the loaded checkpoints in a per-process cache (path, modification time,
+    device): every dask worker process loads each model once.
+    """
     out: dict = {}
     if params.classify is None and params.predict_pce is None:
         return out
     from . import inference
 
     if params.classify is not None:
-        model, card = _load_model(params.classify, params.device)
-        res = inference.classify(image, calibration, model=model, card=card, device=params.device)
-        out.update(_flatten(res if isinstance(res, dict) else {"class": res}, "classify."))
+        pred = inference.get_predictor(params.classify, device=params.device)
+        probs = np.asarray(inference.classify(image, calibration, pred, device=params.device),
+                           dtype=np.float64).reshape(-1)
+        names = list(pred.class_names)
+        best = int(np.argmax(probs))
+        out["predicted_class"] = names[best] if best < len(names) else str(best)
+        out["predicted_class_probability"] = float(probs[best])
+        for name, p in zip(names, probs):
+            out[f"p_{name}"] = float(p)
     if params.predict_pce is not None:
-        model, card = _load_model(params.predict_pce, params.device)
-        res = inference.predict_pce(image, calibration, composition=params.composition,
-                                    process=params.process, model=model, card=card,
-                                    device=params.device)
-        out.update(_flatten(res if isinstance(res, dict) else {"pce": res}, "pce."))
+        pred = inference.get_predictor(params.predict_pce, device=params.device)
+        pce = inference.predict_pce(image, calibration, pred, composition=params.composition,
+                                    process=params.process, device=params.device)
+        out["pce"] = float(np.asarray(pce, dtype=np.float64).reshape(-1)[0])
     return out
 
 
@@ -858,6 +856,9 @@ def run_batch(
                              predict_pce=None if predict_pce is None else os.fspath(predict_pce),
                              composition=dict(composition or {}), process=dict(process or {}),
                              device=device)
+    executor = _Executor(workers, scheduler)  # validates the arguments
+    if checksum not in ("quick", "full"):
+        raise ValueError(f"checksum must be 'quick' or 'full', got {checksum!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shard_dir = out / SHARDS
@@ -933,7 +934,7 @@ def run_batch(
     interrupted = False
     last_write = time.monotonic()
     try:
-        with _Executor(workers, scheduler) as ex:
+        with executor as ex:
             manifest["executor"] = ex.description
             for record in ex.map(todo, params.to_dict(), str(shard_dir), cancel):
                 records[record["key"]] = record
