@@ -16,7 +16,7 @@ A GUI follows and stops training through callbacks::
 
 from __future__ import annotations
 
-import copy
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,9 +282,10 @@ def fit(model, train_data, *, loss_fn, optimizer, epochs: int, batch_size: int =
             if scheduler is not None:
                 scheduler.step()
             step += 1
-            total += float(loss) * target.shape[0]
+            loss_value = float(loss.detach())
+            total += loss_value * target.shape[0]
             count += target.shape[0]
-            blogs = {"loss": float(loss), "lr": optimizer.param_groups[0]["lr"]}
+            blogs = {"loss": loss_value, "lr": optimizer.param_groups[0]["lr"]}
             for cb in callbacks:
                 cb.on_batch_end(step, blogs)
             if any(cb.should_stop for cb in callbacks):
