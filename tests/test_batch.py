@@ -367,3 +367,51 @@ def test_bad_arguments(tmp_path):
         run_batch([tmp_path], tmp_path / "o", workers=0)
     assert mmdl_main(["batch", str(tmp_path / "none.dm4"), "--out", str(tmp_path / "o2"),
                       "--no-progress"]) == 1
+
+
+@pytest.mark.gui
+def test_batch_widget_runs_and_summarizes(small_stack, tmp_path, qtbot):
+    from napari_mmdl.widgets.batch import BatchWidget
+
+    w = BatchWidget()
+    qtbot.addWidget(w.native)
+    w.folder.value = small_stack.parent
+    w.out.value = tmp_path / "out"
+    assert w.run_kwargs()["inputs"] == [str(small_stack.parent)]
+    w.run_button.clicked.emit()  # same as a click
+    assert w.wait(timeout=120)
+    assert w.result is not None and w.result.exit_code == 0, w.error
+    assert w.progress.value == w.progress.max == 12
+    assert "12 done" in w.summary.value and w.status.value == "finished"
+    assert (tmp_path / "out" / "grains.parquet").is_file()
+    # a second run resumes everything; cancelling an idle widget is harmless
+    w.start()
+    assert w.wait(timeout=120)
+    assert "(12 resumed)" in w.summary.value
+    fresh = BatchWidget()
+    qtbot.addWidget(fresh.native)
+    fresh.start()
+    assert fresh.status.value == "error: choose input files or an input folder"
+    fresh.folder.value = small_stack.parent
+    fresh.out.value = tmp_path / "elsewhere"
+    fresh.out.line_edit.value = ""  # the user clears the field: not the current folder
+    fresh.start()
+    assert fresh.status.value == "error: choose an output folder"
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.gui
+def test_batch_widget_cancel(stack, tmp_path, qtbot):
+    from napari_mmdl.widgets.batch import BatchWidget
+
+    _, _, files = stack
+    w = BatchWidget()
+    qtbot.addWidget(w.native)
+    w.inputs.value = [files["zspy"]]
+    w.out.value = tmp_path / "out"
+    w.start()
+    w.cancel()
+    assert w.wait(timeout=120)
+    assert w.result.exit_code == 130 and w.status.value == "cancelled"
+    assert w.result.manifest["state"] == "interrupted"
+    assert w.result.counts["pending"] > 0

@@ -866,6 +866,9 @@ def run_batch(
     (out / LABELS).mkdir(exist_ok=True)
 
     files, missing = find_inputs(inputs, exclude=out)
+    if not files and not missing:
+        raise ValueError(f"no input files in {[os.fspath(i) for i in inputs]} (the output folder "
+                         f"{str(out)!r} and what it contains are never inputs)")
     params_hash = params.hash()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest: dict = {

@@ -92,11 +92,16 @@ class BatchWidget(Container):
         self._timer = None
 
     # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _text(edit: FileEdit) -> str:
+        """What the user typed or picked (FileEdit turns an empty field into the current folder)."""
+        return str(edit.line_edit.value).strip()
+
     def _input_list(self) -> list[str]:
-        files = [str(p) for p in (self.inputs.value or ()) if str(p) not in ("", ".")]
-        folder = str(self.folder.value or "")
-        if folder not in ("", "."):
-            files.append(folder)
+        files = [str(p) for p in (self.inputs.value or ()) if str(p) not in ("", ".")] \
+            if self._text(self.inputs) else []
+        if self._text(self.folder):
+            files.append(str(self.folder.value))
         return files
 
     def run_kwargs(self) -> dict:
@@ -106,16 +111,16 @@ class BatchWidget(Container):
         inputs = self._input_list()
         if not inputs:
             raise ValueError("choose input files or an input folder")
-        out = str(self.out.value or "")
-        if out in ("", "."):
+        if not self._text(self.out):
             raise ValueError("choose an output folder")
+        out = str(self.out.value)
         kwargs = dict(inputs=inputs, out=out, segment=str(self.method.value),
                       segment_params=parse_pairs(self.params.value, "parameters"), progress=False,
                       workers=int(self.workers.value) or None)
         if self.use_ckpt.value:
-            ckpt = str(self.checkpoint.value or "")
-            if ckpt in ("", "."):
+            if not self._text(self.checkpoint):
                 raise ValueError("choose a checkpoint file or untick 'classify'")
+            ckpt = str(self.checkpoint.value)
             kwargs["classify"] = ckpt
         return kwargs
 
