@@ -415,3 +415,29 @@ def test_batch_widget_cancel(stack, tmp_path, qtbot):
     assert w.result.exit_code == 130 and w.status.value == "cancelled"
     assert w.result.manifest["state"] == "interrupted"
     assert w.result.counts["pending"] > 0
+
+
+def test_one_run_per_output_folder_and_leftovers(small_stack, tmp_path):
+    from hyperspy_mmdl.batch import OutputLockedError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".mmdl-batch.lock"
+    import socket
+
+    lock.write_text(f"{os.getpid()} {socket.gethostname()}")  # a live run holds it
+    with pytest.raises(OutputLockedError, match="another batch run"):
+        run_batch([small_stack], out, progress=False)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    lock.write_text(f"{dead} {socket.gethostname()}")  # left by a killed run: taken over
+    leftover = out / "shards" / ".abc.json.tmp123-4"
+    leftover.write_text("{")
+    before = file_checksum(small_stack, "full")
+    result = run_batch([small_stack], out, progress=False)
+    assert result.exit_code == 0 and not lock.exists() and not leftover.exists()
+    assert file_checksum(small_stack, "full") == before  # inputs are never modified
+    stamp = (out / "labels" / "small.zspy").stat().st_mtime_ns
+    again = run_batch([small_stack], out, progress=False)
+    assert again.counts["resumed"] == 12
+    assert (out / "labels" / "small.zspy").stat().st_mtime_ns == stamp  # unchanged: not rewritten

@@ -64,6 +64,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -83,12 +84,18 @@ __all__ = [
     "process_item",
     "run_batch",
     "read_results",
+    "OutputLockedError",
 ]
 
 #: File suffixes picked up when a folder is given as input.
 SUFFIXES = (".dm3", ".dm4", ".tif", ".tiff", ".hspy", ".zspy", ".emd", ".mrc", ".png", ".jpg", ".jpeg",
             ".bmp")
 MANIFEST = "manifest.json"
+CHECKSUM_NOTE = {
+    "quick": "sha256 of size, mtime_ns and 1 MiB blocks at 10 places (directories: paths, sizes, mtimes "
+             "and small files)",
+    "full": "sha256 of the whole content (directories: relative paths and contents)",
+}
 SHARDS = "shards"
 LABELS = "labels"
 _MIB = 1 << 20
@@ -700,6 +707,69 @@ class _Executor:
 # ---------------------------------------------------------------------------------------------
 # the run
 # ---------------------------------------------------------------------------------------------
+class OutputLockedError(OSError):
+    """Another batch run is writing to the same output folder."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _OutputLock:
+    """``OUT/.mmdl-batch.lock``: one run per output folder; a lock left by a killed run is taken over."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".mmdl-batch.lock"
+
+    def __enter__(self):
+        import socket
+
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid, host = self.path.read_text().split()[:2]
+                    pid = int(pid)
+                except (OSError, ValueError):
+                    pid, host = 0, ""
+                if host and host != socket.gethostname():
+                    raise OutputLockedError(
+                        f"{self.path.parent}: locked by a batch run on {host} (pid {pid}); remove "
+                        f"{self.path} if that run is gone") from None
+                if pid and _pid_alive(pid):
+                    raise OutputLockedError(f"{self.path.parent}: another batch run (pid {pid}) is writing "
+                                            "here; wait for it to finish") from None
+                self.path.unlink(missing_ok=True)  # stale: the run was killed
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            return self
+        raise OutputLockedError(f"{self.path.parent}: could not take the lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+        return False
+
+
+def _remove_leftovers(out: Path):
+    """Temporary files of a killed run (only called while holding the lock)."""
+    for folder in (out, out / SHARDS, out / LABELS):
+        for p in folder.glob(".*"):
+            if ".tmp" in p.name or p.name.startswith(".old"):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+
+
 @dataclass
 class BatchResult:
     """What :func:`run_batch` returns.
@@ -861,10 +931,16 @@ def run_batch(
         raise ValueError(f"checksum must be 'quick' or 'full', got {checksum!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shard_dir = out / SHARDS
-    shard_dir.mkdir(exist_ok=True)
+    (out / SHARDS).mkdir(exist_ok=True)
     (out / LABELS).mkdir(exist_ok=True)
+    with _OutputLock(out):
+        _remove_leftovers(out)
+        return _run_locked(inputs, out, params, executor, checksum, progress, cancel, on_progress, command)
 
+
+def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, progress, cancel,
+                on_progress, command) -> BatchResult:
+    shard_dir = out / SHARDS
     files, missing = find_inputs(inputs, exclude=out)
     if not files and not missing:
         raise ValueError(f"no input files in {[os.fspath(i) for i in inputs]} (the output folder "
@@ -879,6 +955,7 @@ def run_batch(
         "state": "running",
         "out": str(out.resolve()),
         "parameters": params.identity() | {"device": params.device},
+        "checksum_note": CHECKSUM_NOTE[checksum],
         "parameters_hash": params_hash,
         "checksum_mode": checksum,
         "executor": None,
@@ -1074,7 +1151,7 @@ def _assemble_labels(out: Path, plan, items, records, shard_dir: Path) -> list[s
     """One ``.zspy`` per input (lazy: read one shard per chunk, written chunk by chunk)."""
     import dask
     import dask.array as da
-    import hyperspy.api as hs
+    from hyperspy.signals import LazySignal2D
 
     by_path: dict[str, list[dict]] = {}
     for item in items:
@@ -1084,8 +1161,16 @@ def _assemble_labels(out: Path, plan, items, records, shard_dir: Path) -> list[s
         if entry["status"] == "error" or not entry.get("labels"):
             continue
         fshape = tuple(entry["frame_shape"])
+        mine = by_path.get(entry["path"], [])
+        final = out / entry["labels"]
+        sig_path = out / SHARDS / f"assembled-{final.name}.sig"
+        sig = _sha256_text(json.dumps([entry["calibration"], entry["shape"]] + [
+            [it["key"], (records.get(it["key"]) or {}).get("status")] for it in mine]))
+        if final.is_dir() and sig_path.is_file() and sig_path.read_text() == sig:
+            written.append(entry["labels"])  # unchanged since the last assembly
+            continue
         blocks = []
-        for item in by_path.get(entry["path"], []):
+        for item in mine:
             rec = records.get(item["key"])
             if rec is not None and rec.get("status") == "ok":
                 p = str(_shard_paths(shard_dir, item["key"])["labels"])
@@ -1099,17 +1184,16 @@ def _assemble_labels(out: Path, plan, items, records, shard_dir: Path) -> list[s
             data = data[0]
         else:
             data = data.reshape(shape[:-2] + fshape)
-        s = hs.signals.Signal2D(data, axes=cal.to_axes(data.shape)).as_lazy()
-        s.data = data
+        s = LazySignal2D(data, axes=cal.to_axes(data.shape))
         s.set_signal_type("grain_labels")
         s.metadata.General.title = f"grain labels of {Path(entry['file']).name}"
         s.metadata.set_item("General.original_filename", Path(entry["file"]).name)
-        final = out / entry["labels"]
         tmp = final.with_name(f".tmp{os.getpid()}-{final.name}")
         if tmp.exists():
             shutil.rmtree(tmp)
-        with dask.config.set(scheduler="threads"):
-            s.save(tmp, overwrite=True, show_progressbar=False, chunks=(1,) * (data.ndim - 2) + fshape if data.ndim > 2 else fshape)
+        with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # zarr 2's NestedDirectoryStore notice
+            s.save(tmp, overwrite=True, show_progressbar=False, chunks=(1,) * (data.ndim - 2) + fshape)
         old = None
         if final.exists():
             old = final.with_name(f".old{os.getpid()}-{final.name}")
@@ -1117,6 +1201,7 @@ def _assemble_labels(out: Path, plan, items, records, shard_dir: Path) -> list[s
         os.replace(tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        _atomic_write_bytes(sig_path, sig.encode())
         written.append(entry["labels"])
     return written
 
