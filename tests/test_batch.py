@@ -441,3 +441,30 @@ def test_one_run_per_output_folder_and_leftovers(small_stack, tmp_path):
     again = run_batch([small_stack], out, progress=False)
     assert again.counts["resumed"] == 12
     assert (out / "labels" / "small.zspy").stat().st_mtime_ns == stamp  # unchanged: not rewritten
+
+
+def test_hyperspy_script_gets_the_cli_numbers(stack, zspy_run):
+    """A HyperSpy script (lazy load, ``map`` frame by frame) reproduces ``mmdl batch``."""
+    import hyperspy.api as hs
+
+    from hyperspy_mmdl.grains import measure, segment, summarize
+
+    _, _, files = stack
+    s = hs.load(files["zspy"], lazy=True, signal_type="microstructure")
+    assert type(s).__name__ == "LazyMicrostructure"
+    cal = s.calibration.image
+    labels = s.map(segment, calibration=cal, method="auto", inplace=False, output_dtype=np.int32,
+                   show_progressbar=False)
+    labels.compute(show_progressbar=False)
+    grains, frames, _ = read_results(zspy_run)
+    np.testing.assert_array_equal(labels.data, _labels(zspy_run / "labels" / "stack.zspy"))
+    for i in range(0, N_FRAMES, 7):
+        table = measure(labels.data[i], cal)
+        got = grains[grains["frame"] == i].drop(columns=["file", "frame", "unit"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, pd.DataFrame(table).reset_index(drop=True), check_dtype=False,
+                                      check_exact=True)
+        summary = summarize(table, cal)
+        row = frames[frames["frame"] == i].iloc[0]
+        for key, value in summary.items():
+            if isinstance(value, (float, int)) and not isinstance(value, bool):
+                assert row[key] == value or (np.isnan(value) and np.isnan(row[key])), key
