@@ -504,21 +504,30 @@ def read_frame(path: str | os.PathLike, frame: int, checksum: str = "") -> tuple
 # ---------------------------------------------------------------------------------------------
 # shards: one item = one frame of one input
 # ---------------------------------------------------------------------------------------------
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+
+
+def _atomic_write(path: Path, write: Callable):
+    """``write(file)`` into a temporary file beside ``path``, flush to disk, rename over ``path``."""
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _atomic_write_bytes(path: Path, data: bytes):
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    _atomic_write(path, lambda fh: fh.write(data))
 
 
 def _atomic_write_json(path: Path, obj):
     _atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=False, default=str).encode("utf-8"))
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
 
 
 def _shard_paths(shard_dir: Path, key: str) -> dict[str, Path]:
@@ -572,13 +581,10 @@ def process_item(item: dict, params: dict, shard_dir: str) -> dict:
         result = process_frame(image, cal, p)
         cal = frame_calibration(cal)
         grains = _grains_frame(result.grains, item["file"], item["frame"], cal.unit)
-        tmp = _tmp_path(paths["grains"])
-        pq.write_table(pa.Table.from_pandas(grains, preserve_index=False), tmp)
-        os.replace(tmp, paths["grains"])
-        tmp = _tmp_path(paths["labels"])
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, labels=result.labels)
-        os.replace(tmp, paths["labels"])
+        # data first, the record last: a record on disk means a complete item
+        _atomic_write(paths["grains"], lambda fh: pq.write_table(
+            pa.Table.from_pandas(grains, preserve_index=False), fh))
+        _atomic_write(paths["labels"], lambda fh: np.savez_compressed(fh, labels=result.labels))
         record["summary"] = result.summary
         record["unit"] = cal.unit
         record["labels_shape"] = list(result.labels.shape)
