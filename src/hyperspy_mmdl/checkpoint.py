@@ -302,6 +302,22 @@ def read_card(path) -> ModelCard:
     return _parse_card(path, _read_payload(path)["card"])
 
 
+def _build(architecture: str, config: dict):
+    """``models.create(architecture, **config)``; the boundary U-Net also without the registry."""
+    from hyperspy_mmdl import models
+
+    create = getattr(models, "create", None)
+    if architecture == "unet_boundary":
+        names = set(models.list_models()) if hasattr(models, "list_models") else set()
+        if create is None or architecture not in names:
+            from hyperspy_mmdl.models.unet import unet_boundary
+
+            return unet_boundary(**config)
+    if create is None:
+        raise ImportError("hyperspy_mmdl.models has no create() registry")
+    return create(architecture, **config)
+
+
 def load_checkpoint(path, device="cpu", model=None):
     """Load a checkpoint written by :func:`save_checkpoint`.
 
@@ -334,12 +350,10 @@ def load_checkpoint(path, device="cpu", model=None):
     payload = _read_payload(path)
     card = _parse_card(path, payload["card"])
     if model is None:
-        from hyperspy_mmdl import models
-
         config = dict(card.config)
         try:
-            model = models.create(card.architecture, **config)
-        except (KeyError, ValueError, TypeError) as err:
+            model = _build(card.architecture, config)
+        except (KeyError, ValueError, TypeError, AttributeError, ImportError) as err:
             raise CheckpointError(
                 f"{path}: cannot build architecture {card.architecture!r} with config {config}: {err}"
             ) from None

@@ -259,3 +259,274 @@ def train_segmenter(images, masks, recipe: dict, *, val_images=None, val_masks=N
     )
     path = save_checkpoint(out, model, card) if out else None
     return TrainResult(model, card, card.metrics, res.history, {}, path, res.to_dict())
+
+
+# --------------------------------------------------------------------------- PCE (PSC-Fusion)
+def _pce_config(table, config: dict) -> dict:
+    """PSC-Fusion sizes from the encoded table (composition width, process vocabulary sizes)."""
+    return {"composition_dim": table.composition_dim, "process_sizes": table.process_sizes,
+            **({"numeric_dim": len(table.numeric_columns)} if table.numeric_columns else {}), **config}
+
+
+def _masked_modalities(mask) -> list[str]:
+    if mask is None:
+        return []
+    if isinstance(mask, str):
+        mask = [mask]
+    bad = [m for m in mask if m not in ("image", "composition", "process")]
+    if bad:
+        raise ValueError(f"unknown modality {bad}; one of image, composition, process")
+    return list(mask)
+
+
+def _apply_mask(model, masked):
+    """Disable branches with the model's own switch (``set_modality_mask`` or a ``mask`` attribute)."""
+    if not masked:
+        return
+    if hasattr(model, "set_modality_mask"):
+        model.set_modality_mask(masked)
+    elif hasattr(model, "mask"):
+        model.mask = set(masked)
+    else:
+        raise ValueError(f"{type(model).__name__} has no modality masking switch")
+
+
+def train_pce(table, recipe: dict, *, rows_train=None, rows_val=None, rows_test=None, images=None,
+              mask=None, epochs: int | None = None, batch_size: int | None = None, device="cpu", out=None,
+              callbacks=(), progress=True, resume=False, model_name: str | None = None,
+              model_config=None) -> TrainResult:
+    """Train PSC-Fusion on a :class:`~hyperspy_mmdl.train.tabular.PCETable`.
+
+    Parameters
+    ----------
+    table : PCETable
+    recipe : dict
+    rows_train, rows_val, rows_test : array_like, optional
+        Row indices; default a ``1 − test_fraction`` / ``test_fraction`` split
+        with the recipe's seed (validation optional).
+    images : list of ndarray (1, H, W), optional
+        Normalised SEM image per row; required unless ``"image"`` is masked.
+    mask : str or list of str, optional
+        Modalities to disable (``"image"`` for tables without images).
+    """
+    import torch
+
+    from hyperspy_mmdl.checkpoint import ModelCard, save_checkpoint
+
+    from .loop import fit, predict
+    from .losses import build_loss
+    from .metrics import regression_metrics
+    from .tabular import PCEDataset
+    from .transforms import Augment
+
+    data = recipe.get("data", {})
+    seed = int(data.get("seed", SEED))
+    masked = _masked_modalities(mask)
+    if images is None and "image" not in masked:
+        raise ValueError("no SEM images given: pass images=... or mask='image'")
+    if rows_train is None:
+        rows_train, rows_val, rows_test = train_val_test_split(
+            len(table), float(data.get("val_fraction", 0.0)), float(data.get("test_fraction", 0.2)),
+            stratify=False, seed=seed)
+    rows_val = np.asarray([] if rows_val is None else rows_val, dtype=int)
+    rows_test = np.asarray([] if rows_test is None else rows_test, dtype=int)
+    size = int(data.get("input_size", 224))
+    y_tr = table.target[rows_train]
+    mean, std = (float(y_tr.mean()), float(y_tr.std() or 1.0)) if data.get("standardize_target", True) else (0.0, 1.0)
+    torch.manual_seed(seed)
+    aug = Augment(size, **recipe.get("augment", {})) if images is not None else None
+    ds = lambda rows, a=None: PCEDataset(table, rows, images=images, size=size, target_mean=mean,  # noqa: E731
+                                         target_std=std, augment=a, seed=seed)
+    train_ds = ds(rows_train, aug)
+    val_ds = ds(rows_val) if rows_val.size else None
+    name = model_name or recipe.get("model", "psc_fusion")
+    config = _pce_config(table, {**recipe.get("model_config", {}), **(model_config or {})})
+    model = build_model(name, num_classes=1, in_chans=int(data.get("in_chans", 1)), config=config)
+    _apply_mask(model, masked)
+    fit_kw = _fit_kwargs(recipe, epochs, batch_size)
+    steps = math.ceil(len(rows_train) / fit_kw["batch_size"])
+    opt, sched = _optim(model, recipe, fit_kw["epochs"], steps)
+    loss_fn = _Flat(build_loss(recipe.get("loss", {"name": "mse"})))
+    state = Path(str(out) + ".state.pt") if out else None
+    res = fit(model, train_ds, val_data=val_ds, loss_fn=loss_fn, optimizer=opt, scheduler=sched,
+              task="regress-pce", device=device, callbacks=callbacks, progress=progress, state_path=state,
+              resume=resume, seed=seed, **fit_kw)
+    metrics, preds = {}, {}
+    for part, rows in (("test", rows_test), ("train", np.asarray(rows_train))):
+        if rows.size:
+            out_, _ = predict(model, ds(rows), batch_size=256, device=device)
+            preds[part] = out_.reshape(-1) * std + mean
+            if part == "test":
+                metrics = regression_metrics(table.target[rows], preds[part])
+    card = ModelCard(
+        architecture=name, config={"num_classes": 1, "in_chans": int(data.get("in_chans", 1)), **config},
+        task="regress-pce", input_size=[int(data.get("in_chans", 1)), size, size],
+        normalization=data.get("normalization", "minmax"), target_name=table.target_name,
+        target_unit=table.target_unit, vocabularies=table.vocabularies,
+        training_data={**table.summary(), "n_train": int(len(rows_train)), "n_val": int(rows_val.size),
+                       "n_test": int(rows_test.size), "seed": seed, "masked_modalities": masked},
+        metrics=_scalar_metrics(metrics), recipe=_recipe_record(recipe, fit_kw),
+        extra={"target_mean": mean, "target_std": std, "masked_modalities": masked},
+    )
+    path = save_checkpoint(out, model, card) if out else None
+    return TrainResult(model, card, metrics, res.history,
+                       {"train": np.asarray(rows_train), "val": rows_val, "test": rows_test,
+                        "predictions": preds}, path, res.to_dict())
+
+
+class _Flat:
+    """Apply a loss to ``(B,)`` predictions whatever the model returns (``(B,)`` or ``(B, 1)``)."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def __call__(self, out, target):
+        if isinstance(out, tuple):
+            out = out[0]
+        return self.loss(out.reshape(-1).float(), target.reshape(-1).float())
+
+
+def cross_validate_pce(table, recipe: dict, *, k: int | None = None, folds=None, mask=None, images=None,
+                       epochs: int | None = None, device="cpu", progress=False, baselines=("LightGBM", "RF"),
+                       baseline_features=None) -> dict:
+    """k-fold CV of PSC-Fusion and classical baselines on the same folds.
+
+    Returns ``{"PSC-Fusion": {"folds", "summary", "oof"}, "LightGBM": ..., ...}``
+    (see :func:`hyperspy_mmdl.train.baselines.cross_validate_baselines`); the
+    folds are ``KFold(k, shuffle=True, random_state=seed)``.
+    """
+    from .baselines import cross_validate_baselines
+    from .metrics import regression_metrics, summarize_folds
+    from .tabular import tabular_features
+
+    data = recipe.get("data", {})
+    k = int(k or data.get("folds", 10))
+    folds = folds if folds is not None else kfold_indices(len(table), k, seed=int(data.get("seed", SEED)))
+    per_fold, oof = [], np.full(len(table), np.nan)
+    for i, (tr, te) in enumerate(folds):
+        res = train_pce(table, recipe, rows_train=tr, rows_test=te, mask=mask, images=images, epochs=epochs,
+                        device=device, progress=progress)
+        oof[te] = res.splits["predictions"]["test"]
+        per_fold.append(res.metrics)
+    results = {"PSC-Fusion": {"folds": per_fold, "summary": summarize_folds(per_fold), "oof": oof}}
+    if baselines:
+        X = baseline_features if baseline_features is not None else tabular_features(table)[0]
+        results.update(cross_validate_baselines(X, table.target, models=baselines, folds=folds))
+    for name, r in results.items():
+        r["pooled"] = regression_metrics(table.target, r["oof"])
+    return results
+
+
+# --------------------------------------------------------------------------- evaluation
+def mean_ecd_px(labels) -> float:
+    """Mean equivalent circular diameter (px) of the grains of a label image."""
+    from skimage.measure import regionprops
+
+    ecd = [2 * math.sqrt(r.area / math.pi) for r in regionprops(np.asarray(labels))]
+    return float(np.mean(ecd)) if ecd else float("nan")
+
+
+def evaluate_segmentation(model, images, masks, *, threshold: float = 0.5, tolerance: int = 2,
+                          device="cpu", names=None) -> dict:
+    """Boundary precision/recall/F1 and mean-ECD error of a boundary model against human masks.
+
+    Grains of the reference are the connected non-boundary regions of each mask
+    (4-connectivity); predicted grains come from
+    :func:`~hyperspy_mmdl.train.segmentation.labels_from_boundaries`. The
+    boundary of both is compared with :func:`~hyperspy_mmdl.train.segmentation.boundary_f1`
+    (``tolerance`` px). Returns the means plus a per-image list.
+    """
+    from skimage.measure import label
+
+    from .segmentation import boundary_f1, labels_from_boundaries, predict_boundaries
+
+    rows = []
+    for i, (x, m) in enumerate(zip(images, masks)):
+        x2 = np.asarray(x)[0] if np.ndim(x) == 3 else np.asarray(x)
+        prob = predict_boundaries(model, x2, device=device)
+        lab = labels_from_boundaries(prob, threshold=threshold)
+        true_lab = label(~np.asarray(m, bool), connectivity=1)
+        f = boundary_f1(lab == 0, m, tolerance)
+        e_pred, e_true = mean_ecd_px(lab), mean_ecd_px(true_lab)
+        rows.append({"name": names[i] if names else str(i), "boundary_precision": f["precision"],
+                     "boundary_recall": f["recall"], "boundary_f1": f["f1"], "mean_ecd_px": e_pred,
+                     "mean_ecd_true_px": e_true, "mean_ecd_rel_error": abs(e_pred - e_true) / e_true,
+                     "n_grains": int(lab.max()), "n_grains_true": int(true_lab.max())})
+    keys = ("boundary_precision", "boundary_recall", "boundary_f1", "mean_ecd_rel_error")
+    out = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    out.update({"n": len(rows), "tolerance_px": tolerance, "per_image": rows})
+    return out
+
+
+def evaluate_checkpoint(checkpoint, data, *, device="cpu", plots=None, split_file=None, split_value=None,
+                        masks_dir=None) -> dict:
+    """Score a checkpoint on new data, by its task.
+
+    * ``classify``: ``data`` is a folder per class (the card's class names);
+      returns :func:`~hyperspy_mmdl.train.metrics.classification_metrics`.
+    * ``regress-pce``: ``data`` is a CSV encoded with the card's vocabularies;
+      returns MAE, RMSE, R2, R.
+    * ``segment``: ``data`` holds ``images/`` and ``masks/`` (or give
+      ``masks_dir``); ``split_file`` (CSV with a file column and a split column)
+      and ``split_value`` select rows; returns :func:`evaluate_segmentation`.
+
+    ``plots`` is a folder for PNGs (confusion matrix, ROC/PR, parity).
+    """
+    from hyperspy_mmdl.checkpoint import load_checkpoint
+
+    from . import plots as P
+    from .loop import predict
+    from .metrics import classification_metrics, regression_metrics
+
+    model, card = load_checkpoint(checkpoint, device=device)
+    data = Path(data)
+    size = int(card.input_size[-1]) if card.input_size else 224
+    result = {"checkpoint": str(checkpoint), "task": card.task, "architecture": card.architecture,
+              "data": str(data)}
+    if card.task == "classify":
+        from .datasets import ImageClassification, read_image_folder
+
+        fit_mode = card.training_data.get("fit", "crop")
+        ims = read_image_folder(data, class_names=card.class_names, in_chans=card.in_chans or 1,
+                                pixel_size=card.pixel_size if card.pixel_unit not in (None, "px") else None,
+                                unit=card.pixel_unit if card.pixel_unit != "px" else "µm",
+                                normalization=card.normalization)
+        logits, y = predict(model, ImageClassification(ims.images, ims.labels, size, fit=fit_mode), device=device)
+        m = classification_metrics(y, softmax(logits), class_names=card.class_names,
+                                   top_k=tuple(k for k in (1, 2) if k < len(card.class_names)))
+        result.update(m)
+        if plots:
+            P.confusion_matrix_plot(m["confusion_matrix"], Path(plots) / "confusion_matrix.png", card.class_names)
+            P.roc_pr_plot(y, softmax(logits), Path(plots) / "roc_pr.png", card.class_names)
+    elif card.task == "regress-pce":
+        from .tabular import PCEDataset, read_pce_table
+
+        table = read_pce_table(data, target=card.target_name or "JV_default_PCE", vocabulary=card.vocabularies)
+        masked = card.extra.get("masked_modalities", [])
+        _apply_mask(model, masked)
+        mean, std = float(card.extra.get("target_mean", 0.0)), float(card.extra.get("target_std", 1.0))
+        out, _ = predict(model, PCEDataset(table, np.arange(len(table)), images=None, size=size), device=device,
+                         batch_size=256)
+        pred = out.reshape(-1) * std + mean
+        result.update(regression_metrics(table.target, pred))
+        if plots:
+            P.parity_plot(table.target, pred, Path(plots) / "parity.png", label=card.target_name or "PCE",
+                          unit=card.target_unit or "%")
+    elif card.task == "segment":
+        from .datasets import read_segmentation_pairs
+
+        names = None
+        if split_file:
+            import pandas as pd
+
+            tab = pd.read_csv(split_file)
+            names = tab.iloc[:, 0].astype(str).tolist()
+            if split_value is not None:
+                names = tab[tab.iloc[:, 1].astype(str) == str(split_value)].iloc[:, 0].astype(str).tolist()
+        imgs, msks, nm = read_segmentation_pairs(data / "images" if masks_dir is None else data,
+                                                 Path(masks_dir) if masks_dir else data / "masks", names=names,
+                                                 normalization=card.normalization)
+        result.update(evaluate_segmentation(model, imgs, msks, device=device, names=nm))
+    else:  # pragma: no cover - ModelCard validates the task
+        raise ValueError(f"unknown task {card.task!r}")
+    return result

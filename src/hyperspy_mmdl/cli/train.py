@@ -1,0 +1,129 @@
+"""``mmdl train``: train a classifier, a PCE regressor or the boundary segmenter.
+
+Examples::
+
+    mmdl train --task classify --data micrographs/ --model vgg_grain --epochs 30 --out grain.pt
+    mmdl train --task classify --data sem/ --grain-size-classes --pixel-size 0.025 --out grain.pt
+    mmdl train --task regress-pce --data devices.csv --model psc_fusion --mask image --out pce.pt
+    mmdl train --task segment --data tbm/ --split-file tbm/upstream_split.csv --split-value TrainDataset \
+        --out unet.pt
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TASK_RECIPES = {"classify": "vgg_grain", "regress-pce": "psc_fusion", "segment": "unet_boundary"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model from your own micrographs or device table",
+                              description="Train a model and write a checkpoint with its model card.")
+    p.add_argument("--task", required=True, choices=sorted(TASK_RECIPES), help="what to learn")
+    p.add_argument("--data", required=True, help="folder per class (classify), CSV (regress-pce), "
+                   "folder with images/ and masks/ (segment)")
+    p.add_argument("--model", default=None, help="architecture name (default: the recipe's)")
+    p.add_argument("--recipe", default=None, help="recipe name or TOML file (default: per task / model)")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (overrides the recipe)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any recipe value, e.g. --set train.grad_clip=1.0 (repeatable)")
+    p.add_argument("--input-size", type=int, default=None, help="model input side in px")
+    p.add_argument("--pixel-size", type=float, default=None, help="resample images to this pixel size")
+    p.add_argument("--unit", default="µm", help="unit of --pixel-size (default µm)")
+    p.add_argument("--grain-size-classes", action="store_true",
+                   help="classify: label the images of --data by measured mean grain size (SPEC 3.1.6)")
+    p.add_argument("--mask", action="append", default=[], choices=["image", "composition", "process"],
+                   help="regress-pce: disable a modality (repeatable)")
+    p.add_argument("--target", default="JV_default_PCE", help="regress-pce: target column")
+    p.add_argument("--split-file", default=None, help="segment: CSV of file name and split")
+    p.add_argument("--split-value", default=None, help="segment: rows of the split file to train on")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
+    p.add_argument("--plots", default=None, help="folder for PNG plots (loss curve, confusion/parity)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.set_defaults(func=run)
+
+
+def _recipe(args):
+    from hyperspy_mmdl.train.recipes import list_recipes, load_recipe
+
+    name = args.recipe or (args.model if args.model in list_recipes() else TASK_RECIPES[args.task])
+    overrides = list(args.set)
+    if args.lr is not None:
+        overrides.append(f"optimizer.lr={args.lr}")
+    if args.input_size is not None:
+        overrides.append(f"data.input_size={args.input_size}")
+    recipe = load_recipe(name, overrides)
+    if recipe.get("task") and recipe["task"] != args.task:
+        raise ValueError(f"recipe {name!r} is for task {recipe['task']!r}, not {args.task!r}")
+    return recipe
+
+
+def run(args) -> int:
+    from hyperspy_mmdl.train import plots as P
+    from hyperspy_mmdl.train import tasks
+
+    recipe = _recipe(args)
+    data = Path(args.data)
+    common = dict(epochs=args.epochs, batch_size=args.batch_size, device=args.device, out=args.out,
+                  progress=not args.no_progress, resume=args.resume)
+    if args.task == "classify":
+        from hyperspy_mmdl.train.datasets import GRAIN_SIZE_CLASSES, ImageSet, grain_size_labels, read_image_folder
+
+        d = recipe["data"]
+        kw = dict(in_chans=int(d.get("in_chans", 1)), pixel_size=args.pixel_size, unit=args.unit,
+                  mask_data_bar=bool(d.get("mask_data_bar", True)), normalization=d.get("normalization", "minmax"))
+        if args.grain_size_classes:
+            from hyperspy_mmdl.train.datasets import IMAGE_SUFFIXES, load_micrograph
+
+            files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise ValueError(f"{data}: no images")
+            loaded = [load_micrograph(f, **kw) for f in files]
+            labels, means = grain_size_labels([x for x, _ in loaded], [c for _, c in loaded])
+            image_set = ImageSet([x for x, _ in loaded], labels, list(GRAIN_SIZE_CLASSES), [str(f) for f in files],
+                                 [c for _, c in loaded])
+            print(f"grain-size classes from measured mean D_eq: {image_set.summary()['per_class']}")
+        else:
+            image_set = read_image_folder(data, **kw)
+        res = tasks.train_classifier(image_set, recipe, model_name=args.model, **common)
+        if args.plots and res.metrics:
+            P.confusion_matrix_plot(res.metrics["confusion_matrix"], Path(args.plots) / "confusion_matrix.png",
+                                    res.card.class_names)
+    elif args.task == "regress-pce":
+        from hyperspy_mmdl.train.tabular import read_pce_table
+
+        table = read_pce_table(data, target=args.target)
+        mask = args.mask or ["image"]  # image columns are not read by the CLI yet
+        res = tasks.train_pce(table, recipe, mask=mask, model_name=args.model, **common)
+        if args.plots and res.metrics:
+            pr = res.splits["predictions"]
+            P.parity_plot(table.target[res.splits["test"]], pr["test"], Path(args.plots) / "parity.png",
+                          train=(table.target[res.splits["train"]], pr["train"]))
+    else:
+        from hyperspy_mmdl.train.datasets import read_segmentation_pairs
+
+        names = None
+        if args.split_file:
+            import pandas as pd
+
+            tab = pd.read_csv(args.split_file)
+            sel = tab if args.split_value is None else tab[tab.iloc[:, 1].astype(str) == args.split_value]
+            names = sel.iloc[:, 0].astype(str).tolist()
+        imgs, masks, nm = read_segmentation_pairs(data / "images", data / "masks", names=names,
+                                                  threshold=float(recipe["data"].get("boundary_threshold", 127)),
+                                                  normalization=recipe["data"].get("normalization", "minmax"))
+        res = tasks.train_segmenter(imgs, masks, recipe, pixel_size=args.pixel_size,
+                                    unit=args.unit if args.pixel_size else "px",
+                                    data_summary={"source": str(data), "files": len(nm)}, **common)
+    if args.plots:
+        P.loss_curve_plot(res.history, Path(args.plots) / "loss_curve.png")
+    metrics = {k: v for k, v in res.card.metrics.items() if not isinstance(v, (dict, list))}
+    print(f"wrote {res.checkpoint}")
+    print(json.dumps({"stopped": res.fit.get("stopped"), "epochs_run": res.fit.get("epochs_run"), **metrics},
+                     ensure_ascii=False))
+    return 0
