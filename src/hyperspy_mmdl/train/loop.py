@@ -245,6 +245,8 @@ def fit(model, train_data, *, loss_fn, optimizer, epochs: int, batch_size: int =
         best_score, best_epoch = st["best_score"], st["best_epoch"]
         best_state, bad_epochs = st.get("best_state"), st["bad_epochs"]
         start_epoch = st["epoch"] + 1
+        if st.get("torch_rng") is not None:
+            torch.set_rng_state(st["torch_rng"])
 
     n_batches = steps_per_epoch or math.ceil(len(train_data) / batch_size)
     for cb in callbacks:
@@ -271,7 +273,7 @@ def fit(model, train_data, *, loss_fn, optimizer, epochs: int, batch_size: int =
                 out = _call(model, inputs)
                 loss = loss_fn(out, target)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; lower the learning "
+                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch + 1}; lower the learning "
                                          f"rate or enable gradient clipping")
             scaler.scale(loss).backward()
             if grad_clip and grad_clip > 0:
@@ -321,7 +323,7 @@ def fit(model, train_data, *, loss_fn, optimizer, epochs: int, batch_size: int =
                         scheduler=None if scheduler is None else scheduler.state_dict(),
                         scaler=scaler.state_dict() if use_amp else None, history=history, epoch=epoch,
                         best_score=best_score, best_epoch=best_epoch, best_state=best_state,
-                        bad_epochs=bad_epochs)
+                        bad_epochs=bad_epochs, torch_rng=torch.get_rng_state())
         if stop is not None:
             break
     if epoch_bar is not None:
