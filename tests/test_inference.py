@@ -343,3 +343,168 @@ def test_resampling_real_sem_images_to_one_physical_scale(shared):
         lengths[name] = _scale_bar_length(out)
     for name, n in lengths.items():
         assert abs(n - 40) <= 2, (name, lengths)  # 1 µm / 25 nm = 40 px in every image
+
+
+# --------------------------------------------------------------------------- PSC-Fusion (PCE)
+class TinyFusion(torch.nn.Module):
+    """PSC-Fusion in miniature: three encoders, sigmoid gates per modality, masking switch."""
+
+    def __init__(self, composition_dim=6, process_sizes=(3, 3), width=8):
+        super().__init__()
+        self.image = torch.nn.Sequential(torch.nn.Conv2d(1, width, 3, padding=1), torch.nn.ReLU())
+        self.comp = torch.nn.Linear(composition_dim, width)
+        self.emb = torch.nn.ModuleList(torch.nn.Embedding(n, 4) for n in process_sizes)
+        self.proc = torch.nn.Linear(4 * len(process_sizes), width)
+        self.gates = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(3))
+        self.head = torch.nn.Linear(width, 1)
+        self.mask = set()
+
+    def set_modality_mask(self, masked):
+        self.mask = set(masked)
+
+    def forward(self, image, composition, process, return_attention=False):
+        b = composition.shape[0]
+        v = [self.image(image).mean((2, 3)) if "image" not in self.mask else composition.new_zeros(b, 8),
+             self.comp(composition),
+             self.proc(torch.cat([e(process[:, i]) for i, e in enumerate(self.emb)], 1))]
+        w = [torch.sigmoid(g(x)) for g, x in zip(self.gates, v)]
+        z = sum(wi * vi for m, wi, vi in zip(("image", "composition", "process"), w, v) if m not in self.mask)
+        out = self.head(z)[:, 0]
+        return (out, {"fusion_weights": torch.stack(w, 1)}) if return_attention else out
+
+
+def pce_predictor(**extra):
+    torch.manual_seed(2)
+    c = card(architecture="tiny_fusion", task="regress-pce", class_names=None, target_name="PCE",
+             target_unit="%", vocabularies=VOCAB, extra={"target_mean": 15.0, "target_std": 2.0, **extra})
+    return inf.Predictor(TinyFusion(), c, device="cpu")
+
+
+COMP = {"perovskite_type": "FA-based", "etl": "SnO2"}
+PROC = {"antisolvent": "chlorobenzene", "deposition_process": "1"}
+
+
+def test_predict_pce_image_and_tabular():
+    pred = pce_predictor()
+    x = stack(3, (70, 90))
+    cal = Calibration.from_pixel_size(20, "nm")
+    pce, w = inf.predict_pce(x, cal, pred, composition=COMP, process=PROC)
+    assert pce.shape == (3,) and w.shape == (3, 3) and pce.dtype == np.float32
+    assert ((w > 0) & (w < 1)).all()
+    # by hand: one tile-average per frame, de-standardised with the card's target mean and SD
+    comp, proc, _ = inf.encode_tabular(pred.card, COMP, PROC)
+    frames, _ = inf.prepare_frames(x[:1], cal, pred)
+    padded, tiles = inf._plan(frames, (32, 32), 0.25)
+    batch = np.stack([padded[0][:, t.y:t.y + 32, t.x:t.x + 32] for t in tiles])
+    with torch.no_grad():
+        out = pred.model(torch.from_numpy(batch), torch.from_numpy(comp).expand(len(tiles), -1),
+                         torch.from_numpy(proc).expand(len(tiles), -1))
+    assert pce[0] == pytest.approx(float(out.mean()) * 2.0 + 15.0, rel=1e-5)
+    single = np.array([inf.predict_pce(f, cal, pred, composition=COMP, process=PROC, batch_size=1)[0]
+                       for f in x])
+    np.testing.assert_allclose(pce, single, rtol=1e-5)
+    # a pandas row with both kinds of fields works as either argument
+    import pandas as pd
+
+    row = pd.Series({"Perovskite_composition_short_form": "FA-based", "ETL_stack_sequence": "SnO2",
+                     "Perovskite_deposition_quenching_media": "chlorobenzene",
+                     "Perovskite_deposition_number_of_deposition_steps": 1})
+    np.testing.assert_allclose(inf.predict_pce(x, cal, pred, composition=row)[0], pce, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"unknown category 'PTAA'.*valid categories"):
+        inf.predict_pce(x, cal, pred, composition={"etl": "PTAA"})
+    assert pred.model.mask == set()  # the mask is restored after every call
+
+
+def test_predict_pce_without_image_and_masks():
+    pred = pce_predictor()
+    pce, w = inf.predict_pce(None, None, pred, composition=COMP, process=PROC)
+    assert isinstance(pce, float) and w.shape == (3,)
+    pce5, w5 = inf.predict_pce(None, None, pred, composition=COMP, process=PROC, n_frames=5)
+    assert pce5.shape == (5,) and np.all(pce5 == np.float32(pce))
+    x = stack(2, (40, 40))
+    masked, _ = inf.predict_pce(x, None, pred, composition=COMP, process=PROC, mask=["image"])
+    np.testing.assert_allclose(masked, pce)
+    trained_without = pce_predictor(masked_modalities=["image"])
+    with pytest.raises(ValueError, match="trained without the image branch"):
+        inf.predict_pce(x, None, trained_without, composition=COMP, process=PROC)
+    with pytest.raises(ValueError, match="not a PCE regressor"):
+        inf.predict_pce(x, None, inf.Predictor(TinyClassifier(), card(), device="cpu"))
+    with pytest.raises(ValueError, match="unknown modality"):
+        inf.predict_pce(x, None, pred, mask=["sound"])
+
+
+# --------------------------------------------------------------------------- HyperSpy methods
+def _signal(data, lazy=False, scale=20.0):
+    import hyperspy.api as hs
+
+    s = hs.signals.Signal2D(data)
+    s.set_signal_type("microstructure")
+    for ax in s.axes_manager.signal_axes:
+        ax.scale, ax.units = scale, "nm"
+    if s.axes_manager.navigation_dimension:
+        nav = s.axes_manager.navigation_axes[0]
+        nav.name, nav.scale, nav.units = "time", 2.0, "s"
+    s.metadata.General.title = "film"
+    return s.as_lazy() if lazy else s
+
+
+def test_signal_classify_stack_eager_and_lazy(classifier):
+    from hyperspy_mmdl.signals import LazyMicrostructure, Microstructure
+
+    x = stack(6, (48, 64))
+    s = _signal(x)
+    assert isinstance(s, Microstructure)
+    out = s.classify(classifier, show_progressbar=False)
+    assert out.axes_manager.navigation_shape == (6,) and out.axes_manager.signal_shape == (3,)
+    assert out.axes_manager.signal_axes[0].name == "class"
+    assert out.metadata.Signal.class_names == ["small", "medium", "large"]
+    nav = out.axes_manager.navigation_axes[0]
+    assert (nav.name, nav.scale, nav.units) == ("time", 2.0, "s")
+    ref = inf.classify(x, Calibration.from_pixel_size(20, "nm"), classifier)
+    np.testing.assert_allclose(out.data, ref, rtol=1e-5, atol=1e-6)
+    lz = _signal(x, lazy=True)
+    assert isinstance(lz, LazyMicrostructure)
+    lout = lz.classify(classifier, show_progressbar=False)
+    assert lout._lazy
+    np.testing.assert_allclose(lout.data.compute(), ref, rtol=1e-5, atol=1e-6)
+    eager = lz.classify(classifier, lazy_output=False, show_progressbar=False)
+    assert not eager._lazy
+    one = _signal(x[0]).classify(classifier, show_progressbar=False)
+    assert one.data.shape == (3,)
+    np.testing.assert_allclose(one.data, ref[0], rtol=1e-5, atol=1e-6)
+
+
+def test_signal_attention_map_keeps_axes(classifier):
+    x = stack(3, (40, 52))
+    s = _signal(x, scale=15.0)
+    s.axes_manager.signal_axes[0].offset = 100.0
+    m = s.attention_map(classifier, show_progressbar=False)
+    assert m.data.shape == x.shape
+    for a, b in zip(m.axes_manager._axes, s.axes_manager._axes):
+        assert (a.name, a.scale, a.offset, a.units, a.navigate) == (b.name, b.scale, b.offset, b.units,
+                                                                      b.navigate)
+    assert m.metadata.Attention.method == "gradcam"
+    assert 0 <= m.data.min() and m.data.max() == pytest.approx(1)
+    lm = _signal(x, lazy=True, scale=15.0).attention_map(classifier, show_progressbar=False)
+    assert lm._lazy
+    np.testing.assert_allclose(lm.data.compute(), m.data, atol=1e-5)
+
+
+def test_signal_predict_pce_with_fusion_weights():
+    pred = pce_predictor()
+    x = stack(4, (40, 40))
+    s = _signal(x)
+    out = s.predict_pce(pred, composition=COMP, process=PROC, show_progressbar=False)
+    assert out.axes_manager.navigation_shape == (4,) and out.axes_manager.signal_dimension == 0
+    assert out.metadata.Signal.quantity == "PCE (%)"
+    ref, w = inf.predict_pce(x, Calibration.from_pixel_size(20, "nm"), pred, composition=COMP,
+                             process=PROC)
+    np.testing.assert_allclose(out.data, ref, rtol=1e-5)
+    weights = out.metadata.Fusion.weights
+    np.testing.assert_allclose(weights.data, w, rtol=1e-5)
+    assert out.metadata.Fusion.modalities == ["image", "composition", "process"]
+    lazy = _signal(x, lazy=True).predict_pce(pred, composition=COMP, process=PROC, show_progressbar=False)
+    assert lazy._lazy
+    np.testing.assert_allclose(lazy.data.compute(), ref, rtol=1e-5)
+    with pytest.raises(ValueError, match="valid categories"):
+        s.predict_pce(pred, composition={"etl": "graphite"})

@@ -33,6 +33,188 @@ class Microstructure(Signal2D):
         """The :class:`~hyperspy_mmdl.calibration.Calibration` of the data array (array order)."""
         return Calibration.from_signal(self)
 
+    # ------------------------------------------------------------------ models (inference)
+    def classify(self, model, device="auto", batch_size=None, overlap=0.25, show_progressbar=None,
+                 lazy_output=None):
+        """Class probabilities of every frame with a trained classifier.
+
+        Frames are resampled to the model's pixel size with this signal's
+        calibration, normalised as in training, tiled when larger than the
+        model input (tile probabilities averaged) and run in batches; see
+        :func:`hyperspy_mmdl.inference.classify`.
+
+        Parameters
+        ----------
+        model : str, Path or Predictor
+            A checkpoint file (loaded once and cached) or a
+            :class:`~hyperspy_mmdl.inference.Predictor`.
+        device : str
+            ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+        batch_size : int, optional
+            Tiles per forward pass.
+        overlap : float
+            Tile overlap (fraction of the model input).
+        show_progressbar : bool or None
+            ``None`` follows HyperSpy's preference.
+        lazy_output : bool or None
+            Return a lazy signal (default: lazy for lazy signals). Lazy signals
+            are processed block by block of frames.
+
+        Returns
+        -------
+        Signal1D
+            ``(navigation | n_classes)`` probabilities; the signal axis is named
+            ``"class"`` and ``metadata.Signal.class_names`` lists the classes in
+            axis order.
+        """
+        from . import inference
+        from ._frames import apply_to_frames, make_signal, navigation_axes_dicts
+
+        pred = inference.get_predictor(model, device=device)
+        names = pred.class_names
+        cal = self.calibration.image
+
+        def fn(frames, show):
+            return inference.classify(frames, cal, pred, batch_size=batch_size, overlap=overlap,
+                                      show_progressbar=show)
+
+        data = apply_to_frames(self, fn, (len(names),), show_progressbar=show_progressbar,
+                               lazy_output=lazy_output)
+        axes = navigation_axes_dicts(self) + [dict(name="class", size=len(names), units="")]
+        out = make_signal(data, axes, kind="1d", title=f"Class probabilities of {self.metadata.General.title}")
+        out.metadata.set_item("Signal.quantity", "Probability")
+        out.metadata.set_item("Signal.class_names", list(names))
+        out.metadata.set_item("Model", _model_metadata(pred))
+        return out
+
+    def predict_pce(self, model, composition=None, process=None, device="auto", use_image=True,
+                    grain_features=False, batch_size=None, overlap=0.25, show_progressbar=None,
+                    lazy_output=None):
+        """Power conversion efficiency (%) of the solar cell of every frame with PSC-Fusion.
+
+        Parameters
+        ----------
+        model : str, Path or Predictor
+            A PSC-Fusion checkpoint (task ``"regress-pce"``).
+        composition, process : dict or pandas.Series
+            The device's composition and process fields, by field name or by
+            the training table's column names; a single table row can be
+            given as either. Unknown categories raise a ``ValueError`` listing
+            the valid ones (the card's vocabularies).
+        device : str
+            ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+        use_image : bool
+            Use the image branch (default). ``False`` masks it.
+        grain_features : bool
+            Also segment the grains and pass the SPEC §3.1.7 feature factors to
+            a model that was trained with them.
+        batch_size, overlap, show_progressbar, lazy_output
+            As in :meth:`classify`.
+
+        Returns
+        -------
+        BaseSignal
+            One PCE value per frame (navigation axes carried over);
+            ``metadata.Signal.quantity`` is ``"PCE (%)"`` and
+            ``metadata.Fusion.weights`` is a signal ``(navigation | 3)`` of the
+            mean fusion weight of each modality (``metadata.Fusion.modalities``).
+        """
+        from . import inference
+        from ._frames import apply_to_frames, make_signal, navigation_axes_dicts
+
+        pred = inference.get_predictor(model, device=device)
+        inference.encode_tabular(pred.card, composition, process)  # validate before any work
+        cal = self.calibration.image
+
+        def fn(frames, show):
+            import numpy as np
+
+            pce, weights = inference.predict_pce(
+                frames if use_image else None, cal, pred, composition=composition, process=process,
+                n_frames=len(frames), grain_features=grain_features, batch_size=batch_size,
+                overlap=overlap, show_progressbar=show)
+            return np.concatenate([np.asarray(pce)[:, None], np.asarray(weights)], axis=1)
+
+        data = apply_to_frames(self, fn, (1 + len(inference.MODALITIES),),
+                               show_progressbar=show_progressbar, lazy_output=lazy_output)
+        nav = navigation_axes_dicts(self)
+        unit = pred.card.target_unit or "%"
+        name = pred.card.target_name or "PCE"
+        out = make_signal(data[..., 0], nav, kind="base", title=f"{name} of {self.metadata.General.title}")
+        out.metadata.set_item("Signal.quantity", f"{name} ({unit})")
+        weights = make_signal(data[..., 1:], nav + [dict(name="modality", size=len(inference.MODALITIES))],
+                              kind="1d", title="Fusion weights")
+        out.metadata.set_item("Fusion.weights", weights)
+        out.metadata.set_item("Fusion.modalities", list(inference.MODALITIES))
+        out.metadata.set_item("Fusion.composition", _plain(composition))
+        out.metadata.set_item("Fusion.process", _plain(process))
+        out.metadata.set_item("Model", _model_metadata(pred))
+        return out
+
+    def attention_map(self, model, method="gradcam", target=None, device="auto", composition=None,
+                      process=None, batch_size=None, overlap=0.25, show_progressbar=None,
+                      lazy_output=None):
+        """Where the model looks: Grad-CAM or the model's own attention, one map per frame.
+
+        Parameters
+        ----------
+        model : str, Path or Predictor
+            A checkpoint (classifier or PSC-Fusion).
+        method : {"gradcam", "cbam", "external", "chunking"}
+            See :func:`hyperspy_mmdl.explain.attention_map`.
+        target : int or str, optional
+            Grad-CAM class (index or name); by default each frame's predicted class.
+        device : str
+            ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
+        composition, process : dict or pandas.Series, optional
+            PSC-Fusion's tabular inputs, held fixed.
+        batch_size, overlap, show_progressbar, lazy_output
+            As in :meth:`classify`.
+
+        Returns
+        -------
+        Signal2D
+            Maps in [0, 1] with this signal's axes and calibration.
+        """
+        from . import explain, inference
+        from ._frames import apply_to_frames, make_signal
+
+        pred = inference.get_predictor(model, device=device)
+        cal = self.calibration.image
+        sig_shape = tuple(self.axes_manager._signal_shape_in_array)
+
+        def fn(frames, show):
+            return explain.attention_map(frames, cal, pred, method, target, batch_size=batch_size,
+                                         overlap=overlap, composition=composition, process=process,
+                                         show_progressbar=show)
+
+        data = apply_to_frames(self, fn, sig_shape, show_progressbar=show_progressbar,
+                               lazy_output=lazy_output)
+        out = make_signal(data, self.axes_manager._get_axes_dicts(), kind="2d",
+                          title=f"{method} of {self.metadata.General.title}")
+        out.metadata.set_item("Signal.quantity", f"{method} (normalised)")
+        out.metadata.set_item("Attention.method", method)
+        out.metadata.set_item("Attention.target", "predicted class" if target is None else target)
+        out.metadata.set_item("Model", _model_metadata(pred))
+        return out
+
+
+def _model_metadata(pred) -> dict:
+    """What a result signal records about the model that produced it."""
+    card = pred.card
+    return {"architecture": card.architecture, "task": card.task,
+            "file": str(pred.path) if pred.path else "", "device": str(pred.device),
+            "pixel_size": card.pixel_size if card.pixel_size is not None else "",
+            "pixel_unit": card.pixel_unit, "normalization": card.normalization}
+
+
+def _plain(values) -> dict:
+    """A dict or pandas row as a plain dict of strings (for metadata)."""
+    if values is None:
+        return {}
+    items = values.items() if hasattr(values, "items") else dict(values).items()
+    return {str(k): str(v) for k, v in items}
+
 
 class LazyMicrostructure(LazySignal, Microstructure):
     """Lazy twin of :class:`Microstructure` (data in dask, computed frame by frame)."""

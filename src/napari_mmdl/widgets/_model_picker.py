@@ -1,0 +1,227 @@
+"""Shared parts of the model widgets: a checkpoint picker, layer helpers, a worker runner.
+
+The picker lists the checkpoints in the user's model folder
+(``platformdirs.user_data_dir("napari-mmdl")/models``, see :func:`models_folder`)
+and accepts any other file; it shows the model card's summary (architecture,
+task, input, pixel size, classes, metrics) of the selected file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+_NO_MODEL = "(none found: choose a file)"
+
+
+def models_folder() -> Path:
+    """The folder the model pickers list: ``<user data dir>/napari-mmdl/models``.
+
+    ``MMDL_MODELS_DIR`` overrides it (for tests and shared installations).
+    """
+    env = os.environ.get("MMDL_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-mmdl")) / "models"
+
+
+_CARDS: dict = {}
+
+
+def read_card_cached(path: Path):
+    """The model card of a checkpoint (cached by path and modification time)."""
+    from hyperspy_mmdl.checkpoint import read_card
+
+    path = Path(path)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _CARDS:
+        _CARDS[key] = read_card(path)
+    return _CARDS[key]
+
+
+def card_summary(card) -> str:
+    """A few lines describing a model card."""
+    lines = [f"{card.architecture} ({card.task})"]
+    if card.input_size:
+        lines.append("input " + "×".join(str(v) for v in card.input_size)
+                     + (f" at {card.pixel_size:g} {card.pixel_unit}/px" if card.pixel_size else ""))
+    lines.append(f"normalisation: {card.normalization}")
+    if card.class_names:
+        lines.append("classes: " + ", ".join(map(str, card.class_names)))
+    if card.target_name:
+        lines.append(f"target: {card.target_name} ({card.target_unit or ''})")
+    metrics = [f"{k} {v:.3g}" for k, v in (card.metrics or {}).items() if isinstance(v, (int, float))]
+    if metrics:
+        lines.append("metrics: " + ", ".join(metrics[:4]))
+    return "\n".join(lines)
+
+
+class ModelPicker(Container):
+    """Choose a checkpoint from the models folder or a file; shows its card.
+
+    Parameters
+    ----------
+    tasks : tuple of str, optional
+        Only accept models of these card tasks (e.g. ``("classify",)``).
+    """
+
+    def __init__(self, tasks: tuple[str, ...] | None = None):
+        self.tasks = tasks
+        self.listed = ComboBox(label="model", choices=self._folder_choices, nullable=False)
+        self.file = FileEdit(mode="r", label="or file", filter="*.pt *.pth *.ckpt", value="")
+        self.refresh = PushButton(text="Refresh list")
+        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.info = Label(label="card", value="")
+        super().__init__(widgets=[self.listed, self.file, self.refresh, self.device, self.info],
+                         labels=True)
+        self._callbacks: list[Callable] = []
+        self.listed.changed.connect(self._update)
+        self.file.changed.connect(self._update)
+        self.refresh.changed.connect(self._refresh)
+        self._update()
+
+    # ---------------------------------------------------------------- choices
+    def _folder_choices(self, _widget=None):
+        folder = models_folder()
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in CHECKPOINT_SUFFIXES) \
+            if folder.is_dir() else []
+        return [(p.name, str(p)) for p in files] or [(_NO_MODEL, "")]
+
+    def _refresh(self, *_):
+        self.listed.reset_choices()
+        self._update()
+
+    def on_change(self, callback: Callable) -> None:
+        """Call ``callback(card_or_None)`` whenever the chosen model changes."""
+        self._callbacks.append(callback)
+
+    # ---------------------------------------------------------------- state
+    @property
+    def path(self) -> Path | None:
+        """The chosen checkpoint: the file field when set, else the listed model."""
+        f = self.file.value
+        if f is not None and str(f) not in ("", ".") and Path(f).is_file():
+            return Path(f)
+        v = self.listed.value
+        return Path(v) if v else None
+
+    @path.setter
+    def path(self, value) -> None:
+        self.file.value = str(value)
+        self._update()
+
+    @property
+    def card(self):
+        p = self.path
+        if p is None:
+            return None
+        try:
+            return read_card_cached(p)
+        except Exception:  # noqa: BLE001 - shown in the info label by _update
+            return None
+
+    def _update(self, *_):
+        p = self.path
+        card, text = None, "no model chosen"
+        if p is not None:
+            try:
+                card = read_card_cached(p)
+                text = card_summary(card)
+                if self.tasks and card.task not in self.tasks:
+                    text = f"{p.name}: a {card.task!r} model; this widget needs {' or '.join(self.tasks)}"
+                    card = None
+            except Exception as err:  # noqa: BLE001 - unreadable file: say why
+                text = f"{p.name}: {err}"
+        self.info.value = text
+        for cb in self._callbacks:
+            cb(card)
+
+
+# --------------------------------------------------------------------------- layers
+def image_layers(viewer) -> list:
+    import napari
+
+    return [layer for layer in viewer.layers if isinstance(layer, napari.layers.Image)] if viewer else []
+
+
+def layer_frames(layer):
+    """``(data, calibration, channel_axis)`` of an image layer for the inference functions.
+
+    Multiscale layers use the full-resolution level. The calibration is built
+    from the layer's ``scale``, ``translate``, ``units`` and ``axis_labels``.
+    """
+    from hyperspy_mmdl.calibration import Calibration
+
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    units = [str(u) for u in layer.units] if getattr(layer, "units", None) is not None else None
+    n = len(layer.scale)
+    cal = Calibration(scale=tuple(layer.scale), units=units or ("px",) * n, offset=tuple(layer.translate),
+                      names=tuple(str(a) for a in layer.axis_labels) if getattr(layer, "axis_labels", None)
+                      else None)
+    return data, cal, (-1 if layer.rgb else None)
+
+
+def overlay_kwargs(layer) -> dict:
+    """``scale``, ``translate``, ``units``, ``axis_labels`` to align a new layer with ``layer``."""
+    kw = dict(scale=tuple(layer.scale), translate=tuple(layer.translate))
+    if getattr(layer, "units", None) is not None:
+        kw["units"] = tuple(layer.units)
+    if getattr(layer, "axis_labels", None) is not None:
+        kw["axis_labels"] = tuple(layer.axis_labels)
+    return kw
+
+
+# --------------------------------------------------------------------------- worker
+class RunControls(Container):
+    """Run / Cancel buttons and a progress bar driving one ``thread_worker`` at a time."""
+
+    def __init__(self, run_text: str = "Run"):
+        self.run_button = PushButton(text=run_text)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=1)
+        super().__init__(widgets=[self.run_button, self.cancel_button, self.progress], labels=False)
+        self.worker = None
+        self.cancel_button.changed.connect(self.cancel)
+
+    def start(self, generator_function, on_result, what: str):
+        """Run ``generator_function()`` (yields ``(done, total)``, returns the result) in a thread."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_error, show_info
+
+        def errored(err):
+            show_error(f"{what} failed: {err}")
+
+        worker = create_worker(generator_function, _progress={"desc": what}, _start_thread=False,
+                               _connect={"errored": errored})
+        self.worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+
+        def progress(step):
+            done, total = step
+            self.progress.max = max(int(total), 1)
+            self.progress.value = int(done)
+
+        def finished():
+            self.run_button.enabled = True
+            self.cancel_button.enabled = False
+            self.worker = None
+
+        worker.yielded.connect(progress)
+        worker.returned.connect(on_result)
+        worker.aborted.connect(lambda: show_info(f"{what} cancelled"))
+        worker.finished.connect(finished)
+        worker.start()
+        return worker
+
+    def cancel(self, *_):
+        if self.worker is not None:
+            self.worker.quit()

@@ -1,0 +1,64 @@
+"""Classify dock widget: class probabilities of the selected image (every frame of a stack)."""
+
+from __future__ import annotations
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, Label, Table
+
+from ._model_picker import ModelPicker, RunControls, image_layers, layer_frames
+
+
+class ClassifyWidget(Container):
+    """Pick an image layer and a classifier checkpoint; shows the probability of each class."""
+
+    def __init__(self, napari_viewer=None):
+        self.viewer = napari_viewer
+        self.image = ComboBox(label="image", choices=self._layer_choices)
+        self.model = ModelPicker(tasks=("classify",))
+        self.controls = RunControls("Classify")
+        self.result = Label(label="result", value="")
+        self.table = Table(value={"data": [], "columns": []})
+        super().__init__(widgets=[self.image, self.model, self.controls, self.result, self.table],
+                         labels=True)
+        self.probabilities = None  # the last result, (frames, classes)
+        self.class_names: list[str] = []
+        self.controls.run_button.changed.connect(self.run)
+        if napari_viewer is not None:
+            napari_viewer.layers.events.inserted.connect(self.image.reset_choices)
+            napari_viewer.layers.events.removed.connect(self.image.reset_choices)
+
+    def _layer_choices(self, _w=None):
+        return [(layer.name, layer) for layer in image_layers(self.viewer)]
+
+    def run(self, *_):
+        """Classify in a worker thread (returns the worker)."""
+        from napari.utils.notifications import show_error
+
+        layer, path = self.image.value, self.model.path
+        if layer is None or path is None:
+            show_error("Classify: choose an image layer and a model first")
+            return None
+        data, cal, channel_axis = layer_frames(layer)
+        device = self.model.device.value
+
+        def work():
+            from hyperspy_mmdl import inference
+
+            pred = inference.get_predictor(path, device=device)
+            probs = yield from inference.iter_classify(np.asarray(data), cal, pred,
+                                                       channel_axis=channel_axis)
+            return probs, pred.class_names
+
+        return self.controls.start(work, self._show, "Classify")
+
+    def _show(self, result):
+        probs, names = result
+        probs = np.asarray(probs).reshape(-1, len(names))
+        self.probabilities, self.class_names = probs, list(names)
+        rows = [f"frame {i}" for i in range(len(probs))] if len(probs) > 1 else ["image"]
+        self.table.value = {"data": [[round(float(p), 4) for p in row] for row in probs],
+                            "columns": list(names), "index": rows}
+        best = probs.mean(0)
+        k = int(best.argmax())
+        self.result.value = (f"{names[k]} ({best[k]:.1%})" if len(probs) == 1
+                             else f"mean over {len(probs)} frames: {names[k]} ({best[k]:.1%})")
