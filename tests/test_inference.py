@@ -368,7 +368,8 @@ class TinyFusion(torch.nn.Module):
              self.comp(composition),
              self.proc(torch.cat([e(process[:, i]) for i, e in enumerate(self.emb)], 1))]
         w = [torch.sigmoid(g(x)) for g, x in zip(self.gates, v)]
-        z = sum(wi * vi for m, wi, vi in zip(("image", "composition", "process"), w, v) if m not in self.mask)
+        z = sum((wi * vi for m, wi, vi in zip(("image", "composition", "process"), w, v)
+                 if m not in self.mask), torch.zeros_like(v[1]))
         out = self.head(z)[:, 0]
         return (out, {"fusion_weights": torch.stack(w, 1)}) if return_attention else out
 

@@ -215,7 +215,7 @@ class GradCAM:
 def _tabular_tensors(pred, composition, process):
     import torch
 
-    comp, proc = inf.encode_tabular(pred.card, composition, process)
+    comp, proc, _ = inf.encode_tabular(pred.card, composition, process)
     return torch.from_numpy(comp), torch.from_numpy(proc)
 
 
