@@ -509,3 +509,15 @@ def test_signal_predict_pce_with_fusion_weights():
     np.testing.assert_allclose(lazy.data.compute(), ref, rtol=1e-5)
     with pytest.raises(ValueError, match="valid categories"):
         s.predict_pce(pred, composition={"etl": "graphite"})
+
+
+def test_vocabulary_order_survives_the_checkpoint(tmp_path):
+    """The field order is the encoding layout: a saved card must keep it (not sort it)."""
+    from hyperspy_mmdl.checkpoint import read_card
+
+    path = save_checkpoint(tmp_path / "f.pt", TinyFusion(), card(task="regress-pce", vocabularies=VOCAB))
+    loaded = read_card(path)
+    assert list(loaded.vocabularies["composition"]) == ["perovskite_type", "etl"]
+    comp, _, _ = inf.encode_tabular(loaded, COMP, PROC)
+    ref, _, _ = inf.encode_tabular(card(vocabularies=VOCAB), COMP, PROC)
+    np.testing.assert_array_equal(comp, ref)

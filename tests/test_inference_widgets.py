@@ -10,6 +10,7 @@ pytest.importorskip("napari")
 
 from hyperspy_mmdl import inference  # noqa: E402
 from hyperspy_mmdl.checkpoint import save_checkpoint  # noqa: E402
+from test_inference import COMP, PROC, VOCAB, TinyFusion  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -40,7 +41,10 @@ def checkpoint(tmp_path, monkeypatch):
     real = ckpt.load_checkpoint
 
     def load(p, device="cpu", model=None):
-        return real(p, device=device, model=model or TinyNet())
+        card = ckpt.read_card(p)
+        if model is None:
+            model = TinyFusion() if card.task == "regress-pce" else TinyNet()
+        return real(p, device=device, model=model)
 
     monkeypatch.setattr(ckpt, "load_checkpoint", load)
     monkeypatch.setenv("MMDL_MODELS_DIR", str(folder))
@@ -115,3 +119,51 @@ def test_widget_errors_become_notifications(make_napari_viewer, qtbot, checkpoin
     qtbot.waitUntil(lambda: bool(shown), timeout=5000)
     assert "Classify failed" in shown[0] and "model file not found" in shown[0]
     assert cls.controls.run_button.enabled and cls.probabilities is None
+
+
+def test_classify_can_be_cancelled(make_napari_viewer, qtbot, checkpoint):
+    from napari_mmdl.widgets.classify import ClassifyWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).random((40, 256, 256)).astype(np.float32), name="long",
+                     scale=(1, 20, 20), units=("s", "nm", "nm"))
+    cls = ClassifyWidget(viewer)
+    aborted = []
+    worker = cls.run()
+    worker.aborted.connect(lambda: aborted.append(True))
+    cls.controls.cancel_button.clicked.emit()  # as a click would
+    _wait(qtbot, cls)
+    qtbot.waitUntil(lambda: bool(aborted), timeout=5000)
+    assert cls.probabilities is None and cls.controls.run_button.enabled
+
+
+def test_predict_pce_widget_choices_from_the_card(make_napari_viewer, qtbot, checkpoint):
+    from hyperspy_mmdl.calibration import Calibration
+    from napari_mmdl.widgets.predict_pce import UNKNOWN, PredictPCEWidget
+
+    torch.manual_seed(3)
+    card = dict(architecture="tiny_fusion", task="regress-pce", input_size=[1, 32, 32],
+                normalization="minmax", pixel_size=20.0, pixel_unit="nm", target_name="PCE",
+                target_unit="%", vocabularies=VOCAB, extra={"target_mean": 15.0, "target_std": 2.0})
+    path = save_checkpoint(checkpoint.parent / "fusion.pt", TinyFusion(), card)
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(2).random((48, 48)).astype(np.float32)
+    viewer.add_image(image, name="sem", scale=(20, 20), units=("nm", "nm"))
+    w = PredictPCEWidget(viewer)
+    w.model.path = path
+    assert [b.name for b in w.composition] == ["perovskite_type", "etl"]
+    assert w.composition.etl.choices == (UNKNOWN, "TiO2", "SnO2")
+    assert w.process.antisolvent.choices == (UNKNOWN, "chlorobenzene", "toluene")
+    for name, value in COMP.items():
+        getattr(w.composition, name).value = value
+    for name, value in PROC.items():
+        getattr(w.process, name).value = value
+    w.image.value = viewer.layers["sem"]
+    assert w.run() is not None
+    _wait(qtbot, w)
+    qtbot.waitUntil(lambda: w.pce is not None, timeout=5000)
+    ref, weights = inference.predict_pce(image, Calibration.from_pixel_size(20, "nm"), path, device="cpu",
+                                         composition=COMP, process=PROC)
+    assert w.pce[0] == pytest.approx(ref, rel=1e-5)
+    np.testing.assert_allclose(w.fusion_weights[0], weights, rtol=1e-5)
+    assert w.result.value.endswith("%") and "composition" in w.weights.value

@@ -143,7 +143,9 @@ class ModelCard:
         return _jsonable(asdict(self))
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+        # keep insertion order: the order of the vocabularies' fields is the layout of the
+        # composition/process encoding, so sorting the keys would scramble the model's inputs
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=False)
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelCard":
