@@ -415,9 +415,11 @@ def _model_outputs(image, calibration, params: BatchParameters) -> dict:
             out[f"p_{name}"] = float(p)
     if params.predict_pce is not None:
         pred = inference.get_predictor(params.predict_pce, device=params.device)
-        pce = inference.predict_pce(image, calibration, pred, composition=params.composition,
-                                    process=params.process, device=params.device)
+        pce, weights = inference.predict_pce(image, calibration, pred, composition=params.composition,
+                                             process=params.process, device=params.device)
         out["pce"] = float(np.asarray(pce, dtype=np.float64).reshape(-1)[0])
+        for name, w in zip(inference.MODALITIES, np.asarray(weights, dtype=np.float64).reshape(-1)):
+            out[f"fusion_weight_{name}"] = float(w)
     return out
 
 
