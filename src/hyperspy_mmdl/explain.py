@@ -279,13 +279,14 @@ def _to_maps(value, method, tile_shape):
     """Reduce one attention tensor to ``(B, h, w)``."""
     v = value.float()
     if method == "external":
-        # (B, heads, N, S) or (B, N, S): how strongly each token uses the memory units, i.e.
-        # the token-softmax attention summed over the S memory units, averaged over heads.
+        # (B, [heads,] N, S): for every memory unit, its attention over the N tokens (the
+        # column normalised to sum 1), averaged over the S memory units and the heads; a
+        # token's value is the share of the memories' attention it receives.
         if v.ndim == 4:
             v = v.mean(1)
         if v.ndim != 3:
             raise ValueError(f"external attention of shape {tuple(value.shape)} is not (B, [heads,] N, S)")
-        tok = v.amax(-1)
+        tok = (v / v.sum(1, keepdim=True).clamp_min(1e-12)).mean(-1)
         gh, gw = _token_grid(tok.shape[1], tile_shape)
         return tok.reshape(v.shape[0], gh, gw)
     if v.ndim == 4:  # (B, C, h, w) -> mean over channels
