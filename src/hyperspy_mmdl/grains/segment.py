@@ -1,0 +1,405 @@
+"""Grain segmentation of micrographs into label images (int32, 0 = boundary or background).
+
+Three classical methods and one learned:
+
+``"boundary"``
+    Grains separated by dark or bright boundary lines (perovskite films,
+    etched metals), or by a change of colour / texture (``lines="edge"``).
+    A ridge filter (Sato, at the boundary width) or a colour-gradient map gives
+    a boundary-strength image; its Otsu threshold splits lines from grain
+    interiors; interiors far from any line seed a watershed on the boundary
+    map, and the thresholded lines stay 0 in the labels.
+``"threshold"``
+    Particles or phases brighter (or darker) than their surroundings: a global
+    Otsu, IsoData (ImageJ's "Default") or manual level, then a
+    distance-transform watershed that splits touching particles.
+``"auto"``
+    Picks ``"boundary"`` when the ridge map forms a connected network that
+    encloses many regions, ``"threshold"`` otherwise, and says which
+    (``return_info=True`` and a log message).
+``"learned"``
+    Delegates to :func:`hyperspy_mmdl.train.segmentation.segment_learned`
+    (a boundary U-Net; pass ``model=`` a module or a checkpoint path).
+
+Lengths and areas are physical: ``smoothing`` and ``boundary_width`` are
+lengths and ``min_area`` an area, given as numbers in nm and µm² (pixels and
+px² on an uncalibrated image) or as strings with a unit (``"30 nm"``,
+``"0.002 um^2"``). The SEM data bar is found and excluded automatically.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..calibration import Calibration, convert_length, normalize_unit
+
+__all__ = ["segment", "METHODS"]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("auto", "boundary", "threshold", "learned")
+_DEFAULT_UNITS = {"length": "nm", "area": "µm"}
+
+
+# ---------------------------------------------------------------------------- parameters
+def _to_pixels(value, calibration: Calibration, kind: str) -> float | None:
+    """A length (kind="length") or area (kind="area") in pixels (px²).
+
+    Numbers are in nm / µm² on a calibrated image, px / px² otherwise; strings carry
+    their unit ("30 nm", "0.01 µm²", "5 px").
+    """
+    if value is None:
+        return None
+    unit = None
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*([^\s\d]*?)\s*(\^?2|²)?\s*", value)
+        if not m:
+            raise ValueError(f"cannot read {kind} {value!r}: expected a number and a unit, e.g. '30 nm'")
+        number, unit = float(m.group(1)), m.group(2) or None
+        if kind == "area" and unit and not m.group(3):
+            raise ValueError(f"{value!r} is not an area; write e.g. '0.01 µm²' or '0.01 um^2'")
+    else:
+        number = float(value)
+    if number < 0:
+        raise ValueError(f"{kind} must be non-negative, got {value!r}")
+    if unit in ("px", "pixel", "pixels"):
+        return number
+    if not calibration.is_calibrated:
+        if unit is not None:
+            raise ValueError(f"{kind} {value!r} has a unit but the image is not calibrated; give pixels")
+        return number
+    unit = normalize_unit(unit or _DEFAULT_UNITS[kind])
+    sy, sx = calibration.pixel_size
+    if kind == "length":
+        return convert_length(number, unit, calibration.unit) / np.sqrt(sy * sx)
+    return number * convert_length(1.0, unit, calibration.unit) ** 2 / (sy * sx)
+
+
+def _as_gray(image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Gray float32 image in [0, 1] and, for colour input, the RGB array in [0, 1]."""
+    a = np.asarray(image)
+    rgb = None
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        rgb = a[..., :3].astype(np.float32)
+        a = rgb.mean(axis=-1)
+    if a.ndim != 2:
+        raise ValueError(f"segment expects a 2-D image or an (H, W, 3|4) RGB image, got shape {np.shape(image)}")
+    if a.dtype.kind not in "fiub":
+        raise ValueError(f"segment cannot use an image of dtype {a.dtype}")
+    a = a.astype(np.float32)
+    lo, hi = np.nanpercentile(a, [0.1, 99.9])
+    if not hi > lo:
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    scale = (hi - lo) if hi > lo else 1.0
+    g = np.clip((np.nan_to_num(a, nan=lo) - lo) / scale, 0, 1)
+    if rgb is not None:
+        rgb = np.clip((rgb - lo) / scale, 0, 1)
+    return g, rgb
+
+
+# ---------------------------------------------------------------------------- building blocks
+def _ridges(g, sigma, polarity):
+    """Sato ridge response of dark (``polarity="dark"``) or bright lines, normalised to [0, 1]."""
+    from skimage.filters import sato
+
+    r = sato(g, sigmas=[sigma], black_ridges=(polarity == "dark"), mode="reflect")
+    top = float(np.percentile(r, 99.5))
+    return np.clip(r / top, 0, 1).astype(np.float32) if top > 0 else r.astype(np.float32)
+
+
+def _edges(g, rgb, sigma):
+    """Colour-gradient magnitude (max over Lab channels) normalised to [0, 1]."""
+    if rgb is not None:
+        from skimage.color import rgb2lab
+
+        lab = rgb2lab(rgb)
+        chans = [lab[..., 0] / 100, lab[..., 1] / 60, lab[..., 2] / 60]
+    else:
+        chans = [g]
+    mag = np.zeros(g.shape, np.float32)
+    for c in chans:
+        mag = np.maximum(mag, ndi.gaussian_gradient_magnitude(c.astype(np.float32), sigma))
+    top = float(np.percentile(mag, 99.5))
+    return np.clip(mag / top, 0, 1) if top > 0 else mag
+
+
+def _pick_polarity(g, sigma):
+    dark = _ridges(g, sigma, "dark")
+    bright = _ridges(g, sigma, "bright")
+    # the boundaries' polarity: grain interiors of that polarity's complement have a
+    # clearly different level from the lines
+    def contrast(r, sign):
+        lines = r > 0.5
+        if lines.sum() < 10 or (~lines).sum() < 10:
+            return 0.0
+        return sign * (float(np.median(g[~lines])) - float(np.median(g[lines])))
+
+    cd, cb = contrast(dark, 1), contrast(bright, -1)
+    return ("dark", dark) if cd >= cb else ("bright", bright)
+
+
+def _split_touching(mask, min_distance_px, h=None):
+    """Markers for a watershed splitting touching blobs of ``mask``: maxima of the distance
+    transform standing ``h`` px above the neck that joins them (default: a quarter of
+    ``min_distance_px``, at least 1 px)."""
+    from skimage.morphology import h_maxima
+
+    dist = ndi.distance_transform_edt(mask).astype(np.float32)
+    h = max(1.0, min_distance_px / 4) if h is None else h
+    peaks = h_maxima(dist, h) & mask
+    markers, _ = ndi.label(peaks)
+    return markers, dist
+
+
+def _finish(labels, min_area_px, exclude_border, valid=None):
+    """Drop small and (optionally) border grains, renumber 1..n, int32."""
+    from skimage.segmentation import clear_border, relabel_sequential
+
+    labels = np.asarray(labels, dtype=np.int32)
+    if min_area_px and min_area_px > 1:
+        counts = np.bincount(labels.ravel())
+        small = counts < min_area_px
+        small[0] = False
+        labels[small[labels]] = 0
+    if exclude_border:
+        if valid is not None and not valid.all():
+            # the bar's top edge counts as an image border
+            buffer = np.zeros(labels.shape, bool)
+            buffer[~valid] = True
+            touching = np.unique(labels[ndi.binary_dilation(buffer)])
+            labels[np.isin(labels, touching[touching > 0])] = 0
+        labels = clear_border(labels)
+    return relabel_sequential(labels)[0].astype(np.int32)
+
+
+# ---------------------------------------------------------------------------- methods
+def _boundary(g, rgb, *, lines, sigma, width_px, min_area_px, min_diameter_px, valid):
+    from skimage.filters import threshold_otsu
+    from skimage.segmentation import watershed
+
+    if lines == "edge":
+        strength = _edges(g, rgb, sigma)
+        polarity = "edge"
+    elif lines == "auto":
+        polarity, strength = _pick_polarity(g, max(sigma, width_px / 2))
+    elif lines in ("dark", "bright"):
+        polarity, strength = lines, _ridges(g, max(sigma, width_px / 2), lines)
+    else:
+        raise ValueError(f"lines must be 'auto', 'dark', 'bright' or 'edge', got {lines!r}")
+    if valid is not None:
+        strength = np.where(valid, strength, 1.0)
+    t = threshold_otsu(strength[valid] if valid is not None else strength)
+    boundary = strength > t
+    interior = ~boundary
+    if valid is not None:
+        interior &= valid
+    # seeds: interiors, split where two grains meet through a gap in their boundary
+    markers, _ = _split_touching(interior, min_diameter_px)
+    labels = watershed(strength, markers, mask=valid, watershed_line=True)
+    labels[boundary] = 0
+    # pieces of one grain cut off by the thresholded lines: keep the piece holding its seed
+    pieces, _ = ndi.label(labels > 0, structure=np.ones((3, 3)))
+    has_seed = np.zeros(pieces.max() + 1, bool)
+    has_seed[pieces[markers > 0]] = True
+    labels[~has_seed[pieces]] = 0
+    info = dict(lines=polarity, threshold=float(t), n_seeds=int(markers.max()))
+    return labels, info
+
+
+def _threshold(g, *, level, phase, sigma, min_area_px, min_diameter_px, split, valid):
+    from skimage.filters import threshold_isodata, threshold_otsu
+    from skimage.segmentation import watershed
+
+    s = ndi.gaussian_filter(g, sigma) if sigma > 0 else g
+    values = s[valid] if valid is not None else s
+    if isinstance(level, str):
+        name = level.lower()
+        if name == "otsu":
+            t = float(threshold_otsu(values))
+        elif name in ("isodata", "default"):
+            t = _imagej_default(values)
+        else:
+            raise ValueError(f"threshold must be 'otsu', 'isodata' (ImageJ 'Default') or a number, got {level!r}")
+    else:
+        t = float(level)
+    if phase == "auto":
+        # the minority phase is the particles
+        phase = "bright" if (values > t).mean() < 0.5 else "dark"
+    if phase not in ("bright", "dark"):
+        raise ValueError(f"phase must be 'bright', 'dark' or 'auto', got {phase!r}")
+    fg = s > t if phase == "bright" else s <= t
+    if valid is not None:
+        fg &= valid
+    if split:
+        markers, dist = _split_touching(fg, min_diameter_px)
+        labels = watershed(-dist, markers, mask=fg, watershed_line=True)
+    else:
+        labels, _ = ndi.label(fg, structure=np.ones((3, 3)))
+    return labels, dict(threshold=float(t), phase=phase)
+
+
+def _imagej_default(values) -> float:
+    """ImageJ's "Default" threshold (IJ_IsoData variant) on a 256-bin histogram, as a level in [0, 1]."""
+    hist, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+    hist = hist.astype(np.float64)
+    # ImageJ ignores the extreme bin when it holds the mode (setAutoThreshold "Default")
+    mode = int(hist.argmax())
+    maxv = hist[mode]
+    second = np.max(np.delete(hist, mode)) if len(hist) > 1 else 0
+    if maxv > second * 2 and second != 0:
+        hist[mode] = second * 1.5
+    level = 0
+    for level in range(1, 255):
+        lo = hist[: level + 1]
+        hi = hist[level + 1:]
+        if lo.sum() == 0 or hi.sum() == 0:
+            continue
+        m1 = (np.arange(level + 1) * lo).sum() / lo.sum()
+        m2 = (np.arange(level + 1, 256) * hi).sum() / hi.sum()
+        if level >= (m1 + m2) / 2:
+            break
+    return float(edges[level + 1])
+
+
+def _network_score(g, sigma):
+    """How much the image looks like grains outlined by a line network: (is_network, details)."""
+    from skimage.filters import threshold_otsu
+
+    polarity, r = _pick_polarity(g, sigma)
+    lines = r > threshold_otsu(r)
+    frac = float(lines.mean())
+    lab, n = ndi.label(lines, structure=np.ones((3, 3)))
+    largest = float(np.bincount(lab.ravel())[1:].max() / max(lines.sum(), 1)) if n else 0.0
+    enclosed, m = ndi.label(~lines)
+    sizes = np.bincount(enclosed.ravel())[1:]
+    n_regions = int((sizes >= 16).sum())
+    network = largest > 0.5 and n_regions >= 10 and 0.03 < frac < 0.5
+    return network, dict(line_fraction=frac, largest_line_component=largest, enclosed_regions=n_regions,
+                         lines=polarity)
+
+
+# ---------------------------------------------------------------------------- public
+def segment(image, calibration: Calibration | None = None, method: str = "auto", *,
+            lines: str = "auto", threshold="otsu", phase: str = "auto", split: bool = True,
+            smoothing=None, boundary_width=None, min_area=None, min_diameter=None,
+            exclude_border: bool = False, data_bar="auto", model=None, return_info: bool = False,
+            **params):
+    """Segment a micrograph into grains.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D gray or ``(H, W, 3|4)`` colour image, any real dtype.
+    calibration : Calibration, optional
+        Pixel size and unit; pixels when omitted.
+    method : {"auto", "boundary", "threshold", "learned"}
+    lines : {"auto", "dark", "bright", "edge"}
+        ``"boundary"`` method: polarity of the boundary lines, or ``"edge"`` for
+        grains told apart by colour or texture contrast instead of lines.
+    threshold : {"otsu", "isodata"} or float
+        ``"threshold"`` method: Otsu, IsoData (ImageJ "Default") or a level in
+        [0, 1] of the normalised image (0.1–99.9 percentile range).
+    phase : {"auto", "bright", "dark"}
+        ``"threshold"`` method: which side of the level the particles are on
+        (``"auto"``: the minority side).
+    split : bool
+        ``"threshold"`` method: split touching particles by distance-transform watershed.
+    smoothing : float or str, optional
+        Gaussian smoothing scale (nm; default one pixel).
+    boundary_width : float or str, optional
+        Width of the boundary lines (nm; default two pixels): the ridge filter's scale.
+    min_area : float or str, optional
+        Grains smaller than this (µm²) are dropped (become 0); default 12 px².
+    min_diameter : float or str, optional
+        Smallest grain diameter expected (nm); seeds closer than this merge.
+        Default: four boundary widths.
+    exclude_border : bool
+        Drop grains touching the image border (ImageJ "exclude on edges").
+    data_bar : "auto", bool or DataBar
+        ``"auto"`` finds the SEM information strip and leaves it 0 in the labels;
+        False analyses every row.
+    model : torch.nn.Module or path, optional
+        ``"learned"`` method: boundary U-Net or checkpoint.
+    return_info : bool
+        Also return a dict saying which method ran with which parameters (in pixels).
+    **params
+        Passed on to the learned segmenter.
+
+    Returns
+    -------
+    labels : ndarray of int32
+        Grains numbered 1..n; 0 on boundaries, background and the data bar.
+    info : dict
+        Only with ``return_info=True``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if calibration is None:
+        calibration = Calibration.uncalibrated()
+    elif calibration.ndim != 2:
+        calibration = calibration.image
+    g, rgb = _as_gray(image)
+    sigma = _to_pixels(smoothing, calibration, "length")
+    sigma = 1.0 if sigma is None else sigma
+    width_px = _to_pixels(boundary_width, calibration, "length") or 2.0
+    min_area_px = _to_pixels(min_area, calibration, "area")
+    min_area_px = 12.0 if min_area_px is None else min_area_px
+    min_diameter_px = _to_pixels(min_diameter, calibration, "length") or 4 * width_px
+    info = dict(method=method, smoothing_px=sigma, boundary_width_px=width_px, min_area_px=min_area_px,
+                min_diameter_px=min_diameter_px)
+
+    valid = None
+    bar = None
+    if data_bar is not False and data_bar is not None:
+        from ..preprocess.databar import DataBar, find_data_bar
+
+        bar = data_bar if isinstance(data_bar, DataBar) else (find_data_bar(image) if data_bar in ("auto", True)
+                                                               else None)
+        if bar is not None:
+            valid = np.ones(g.shape, bool)
+            valid[bar.top:] = False
+    info["data_bar_top"] = None if bar is None else bar.top
+
+    if method == "learned":
+        try:
+            from ..train.segmentation import segment_learned
+        except ImportError as err:  # pragma: no cover - depends on the training extra
+            raise RuntimeError("method='learned' needs hyperspy_mmdl.train.segmentation "
+                               f"(the training extra is not available: {err})") from err
+        if model is None:
+            raise ValueError("method='learned' needs model=: a boundary U-Net module or a checkpoint path")
+        x = image if bar is None else np.asarray(image)[: bar.top]
+        labels = np.asarray(segment_learned(x, calibration, model=model, **params), dtype=np.int32)
+        if bar is not None:
+            labels = np.concatenate([labels, np.zeros((g.shape[0] - bar.top, g.shape[1]), np.int32)])
+        labels = _finish(labels, min_area_px, exclude_border, valid)
+        info["n_grains"] = int(labels.max())
+        return (labels, info) if return_info else labels
+    if params:
+        raise TypeError(f"segment() got unexpected parameters {sorted(params)} for method {method!r}")
+
+    full_shape = g.shape
+    if bar is not None:  # analyse the rows above the bar only; the bar stays 0
+        g = g[: bar.top]
+        rgb = None if rgb is None else rgb[: bar.top]
+    if method == "auto":
+        network, details = _network_score(g, max(sigma, width_px / 2))
+        method = "boundary" if network else "threshold"
+        info.update(auto=details, method=method)
+        log.info("segment(method='auto') picked %r (%s)", method, details)
+    if method == "boundary":
+        labels, extra = _boundary(g, rgb, lines=lines, sigma=sigma, width_px=width_px, min_area_px=min_area_px,
+                                  min_diameter_px=min_diameter_px, valid=None)
+    else:
+        labels, extra = _threshold(g, level=threshold, phase=phase, sigma=sigma, min_area_px=min_area_px,
+                                   min_diameter_px=min_diameter_px, split=split, valid=None)
+    info.update(extra)
+    if bar is not None:
+        labels = np.concatenate([labels, np.zeros((full_shape[0] - bar.top, full_shape[1]), labels.dtype)])
+    labels = _finish(labels, min_area_px, exclude_border, valid)
+    info["n_grains"] = int(labels.max())
+    return (labels, info) if return_info else labels
