@@ -103,7 +103,7 @@ NIST = {
               0.2252, dict(method="boundary", lines="dark"),
               ["grains_steel_highlighted_distances_e112.csv", "grains_steel_highlighted_distances_line_grid.csv"]),
     "ti64": ("ti64_sem", "sem_alpha_beta_ti_6al_4v.tif", "sem_alpha_beta_ti_6al_4v_segmented.tif", 0.1116,
-             dict(method="boundary", lines="edge"),
+             dict(method="boundary", lines="edge", min_diameter="1.5 um"),
              ["sem_alpha_beta_ti_6al_4v_distances_e112.csv", "sem_alpha_beta_ti_6al_4v_distances_line_grid.csv"]),
 }
 
@@ -128,6 +128,6 @@ def test_heyn_g_against_nist_gsat(name):
     # 2. our segmentation of the micrograph, then Heyn and Jeffries
     labels = segment(tifffile.imread(root / raw), cal, **params)
     st = summarize(_table(labels, cal), cal, labels=labels)
-    # measured (steel / ti64): NIST 10.42 / 13.17; ours Heyn 10.22 / 13.46
+    # measured (steel / ti64): NIST 10.42 / 13.17; ours Heyn 10.20 / 13.35
     assert st["astm_g_intercept"] == pytest.approx(nist_g, abs=0.4)
     assert st["astm_g_planimetric"] == pytest.approx(nist_g, abs=1.0)
