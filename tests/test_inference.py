@@ -349,8 +349,9 @@ def test_resampling_real_sem_images_to_one_physical_scale(shared):
 class TinyFusion(torch.nn.Module):
     """PSC-Fusion in miniature: three encoders, sigmoid gates per modality, masking switch."""
 
-    def __init__(self, composition_dim=6, process_sizes=(3, 3), width=8):
+    def __init__(self, composition_dim=6, process_sizes=(3, 3), width=8, numeric_dim=0):
         super().__init__()
+        self.num = torch.nn.Linear(numeric_dim, width) if numeric_dim else None
         self.image = torch.nn.Sequential(torch.nn.Conv2d(1, width, 3, padding=1), torch.nn.ReLU())
         self.comp = torch.nn.Linear(composition_dim, width)
         self.emb = torch.nn.ModuleList(torch.nn.Embedding(n, 4) for n in process_sizes)
@@ -362,11 +363,13 @@ class TinyFusion(torch.nn.Module):
     def set_modality_mask(self, masked):
         self.mask = set(masked)
 
-    def forward(self, image, composition, process, return_attention=False):
+    def forward(self, image, composition, process, return_attention=False, numeric=None):
         b = composition.shape[0]
         v = [self.image(image).mean((2, 3)) if "image" not in self.mask else composition.new_zeros(b, 8),
              self.comp(composition),
              self.proc(torch.cat([e(process[:, i]) for i, e in enumerate(self.emb)], 1))]
+        if self.num is not None:
+            v[2] = v[2] + self.num(numeric)
         w = [torch.sigmoid(g(x)) for g, x in zip(self.gates, v)]
         z = sum((wi * vi for m, wi, vi in zip(("image", "composition", "process"), w, v)
                  if m not in self.mask), torch.zeros_like(v[1]))
@@ -521,3 +524,35 @@ def test_vocabulary_order_survives_the_checkpoint(tmp_path):
     comp, _, _ = inf.encode_tabular(loaded, COMP, PROC)
     ref, _, _ = inf.encode_tabular(card(vocabularies=VOCAB), COMP, PROC)
     np.testing.assert_array_equal(comp, ref)
+
+
+def test_predict_pce_with_grain_features():
+    pytest.importorskip("hyperspy_mmdl.grains.measure", reason="grains.measure has not landed")
+    from hyperspy_mmdl.grains.summarize import FEATURE_FACTORS
+    from hyperspy_mmdl.synthetic import polycrystal
+
+    vocab = dict(VOCAB, numeric=list(FEATURE_FACTORS))
+    torch.manual_seed(4)
+    c = card(architecture="tiny_fusion", task="regress-pce", class_names=None, vocabularies=vocab,
+             pixel_size=10.0, extra={"target_mean": 15.0, "target_std": 2.0})
+    pred = inf.Predictor(TinyFusion(numeric_dim=6), c, device="cpu")
+    sample = polycrystal(shape=(128, 128), pixel_size=10.0, unit="nm", mean_ecd=150.0, seed=1)
+    img = np.asarray(sample.image, np.float32)
+    cal = Calibration.from_pixel_size(10, "nm")
+    factors = inf.grain_feature_factors(img, cal)
+    assert factors.shape == (6,) and np.isfinite(factors).all()
+    assert 0.05 < factors[0] < 0.3  # mean ECD in µm of grains generated at 150 nm
+    pce, _ = inf.predict_pce(img, cal, pred, composition=COMP, process=PROC, grain_features=True)
+    comp, proc, _ = inf.encode_tabular(c, COMP, PROC)
+    frames, _ = inf.prepare_frames(img, cal, pred)
+    padded, tiles = inf._plan(frames, (32, 32), 0.25)
+    batch = torch.from_numpy(np.stack([padded[0][:, t.y:t.y + 32, t.x:t.x + 32] for t in tiles]))
+    n = len(tiles)
+    with torch.no_grad():
+        out = pred.model(batch, torch.from_numpy(comp).expand(n, -1), torch.from_numpy(proc).expand(n, -1),
+                         numeric=torch.from_numpy(factors).expand(n, -1))
+    assert float(pce) == pytest.approx(float(out.mean()) * 2 + 15, rel=1e-5)
+    with pytest.raises(ValueError, match="needs numeric inputs"):
+        inf.predict_pce(img, cal, pred, composition=COMP, process=PROC)
+    with pytest.raises(ValueError, match="not trained with grain features"):
+        inf.predict_pce(img, cal, pce_predictor(), composition=COMP, process=PROC, grain_features=True)

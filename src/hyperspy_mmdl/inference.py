@@ -929,18 +929,27 @@ def grain_feature_factors(image, calibration, unit: str = "µm") -> np.ndarray:
     """The SPEC §3.1.7 feature factors of one frame (segment, measure, summarize).
 
     Returns ``[mean ECD, mean major axis, mean aspect ratio, GBLD, σ ECD, σ AR]``
-    in ``unit`` (lengths) and ``1/unit`` (GBLD), the order of
-    :data:`hyperspy_mmdl.train.tabular.FEATURE_FACTORS`.
+    with lengths in ``unit`` and GBLD in ``1/unit``, in the order of
+    :data:`hyperspy_mmdl.grains.summarize.FEATURE_FACTORS`.
     """
     from .grains import measure, segment, summarize
-    from .train.tabular import FEATURE_FACTORS
+    from .grains.summarize import FEATURE_FACTORS
 
     cal = calibration.image if calibration is not None else Calibration.uncalibrated()
     if cal.is_calibrated:
         cal = cal.to_unit(unit)
     labels = segment(np.asarray(image), cal)
-    summary = summarize(measure(labels, cal), cal)
-    return np.array([float(summary[k]) for k in FEATURE_FACTORS], np.float32)
+    stats = summarize(measure(labels, cal), cal, labels=labels)
+    return np.array([float(stats[k]) for k in FEATURE_FACTORS], np.float32)
+
+
+def _grain_feature_columns(numeric_cols) -> bool:
+    """True when a model's numeric inputs are the six grain feature factors (either naming)."""
+    from .grains.summarize import FEATURE_FACTORS as GRAINS
+    from .train.tabular import FEATURE_FACTORS as TABLE
+
+    return len(numeric_cols) == len(GRAINS) and all(
+        str(c) in (g, t) for c, g, t in zip(numeric_cols, GRAINS, TABLE))
 
 
 def iter_predict_pce(images, calibration, model, *, composition=None, process=None, n_frames=None,
@@ -980,11 +989,11 @@ def iter_predict_pce(images, calibration, model, *, composition=None, process=No
                                        resample=resample)
     numeric = None
     if grain_features:
-        from .train.tabular import FEATURE_FACTORS
+        from .grains.summarize import FEATURE_FACTORS
 
-        if list(numeric_cols) != list(FEATURE_FACTORS):
+        if not _grain_feature_columns(numeric_cols):
             raise ValueError(f"this model was not trained with grain features: its numeric inputs are "
-                             f"{numeric_cols or 'none'}, not {FEATURE_FACTORS}")
+                             f"{numeric_cols or 'none'}, not {list(FEATURE_FACTORS)}")
         arr = np.asarray(images)
         flat = arr.reshape((-1,) + arr.shape[len(lead):])
         numeric = np.stack([grain_feature_factors(f if channel_axis is None else f.mean(-1), calibration)
