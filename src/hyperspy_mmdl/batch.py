@@ -440,7 +440,10 @@ def process_frame(image: np.ndarray, calibration: Calibration,
     -------
     FrameResult
     """
-    from .grains import measure, segment, summarize
+    # the submodules, not the package: ``grains.measure`` is both a module and a function
+    from .grains.measure import measure
+    from .grains.segment import segment
+    from .grains.summarize import summarize
 
     params = params or BatchParameters()
     image = np.asarray(image)
@@ -451,7 +454,7 @@ def process_frame(image: np.ndarray, calibration: Calibration,
     labels = labels.astype(np.int32, copy=False)
     table = measure(labels, cal, convention=params.convention)
     summary = {"n_grains": int(len(table))}
-    summary.update(_flatten(dict(summarize(table, cal))))
+    summary.update(_flatten(dict(summarize(table, cal, labels=labels))))
     summary.update(_model_outputs(image, cal, params))
     return FrameResult(labels=labels, grains=table, summary=summary)
 
