@@ -5,7 +5,7 @@ Examples
 ::
 
     mmdl batch acquisitions/ --out results/
-    mmdl batch "run1/*.dm4" film.zspy --out results/ --segment watershed --param min_area=20
+    mmdl batch "run1/*.dm4" film.zspy --out results/ --segment threshold -p split=true,min_area=0.01
     mmdl batch stacks/ --out results/ --classify grains.pt --workers 2
     mmdl batch sem/ --out results/ --predict-pce pce.pt \\
         --composition perovskite_type=FA-based,etl=SnO2 --process antisolvent=chlorobenzene
@@ -55,8 +55,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "batch",
         help="process files, globs and folders (stacks frame by frame); resumable",
-        description=__doc__.split("\n\n")[0] + " Outputs: grains.parquet/.csv, frames.parquet/.csv, "
-        "labels/*.zspy and manifest.json in --out.",
+        description="Process files, globs and folders of micrographs and stacks (frame by frame, lazily):\n"
+        "segment, measure, summarize, optionally classify and predict PCE. Outputs in --out:\n"
+        "grains.parquet/.csv, frames.parquet/.csv, labels/*.zspy, manifest.json.\n"
+        "Rerun the same command to resume. Exit status: 0 all processed, 1 something failed,\n"
+        "130 interrupted.",
+        epilog="examples:\n" + __doc__.split("::\n\n")[1].split("\n\nRunning")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -64,7 +68,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder (rerun to resume)")
     p.add_argument("--segment", default="auto", metavar="METHOD", help="segmentation method (default: auto)")
     p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                   help="segmentation parameter; repeat or separate with commas (e.g. -p min_area=20)")
+                   help="segmentation parameter; repeat or separate with commas "
+                        "(e.g. -p split=true,min_area=0.01)")
     p.add_argument("--convention", default="imagej", help="measurement convention (default: imagej)")
     p.add_argument("--classify", metavar="CKPT", help="classification checkpoint")
     p.add_argument("--predict-pce", metavar="CKPT", help="PCE (PSC-Fusion) checkpoint")
