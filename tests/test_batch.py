@@ -309,9 +309,17 @@ def test_resume_keys_on_parameters_and_content(small_stack, tmp_path):
     assert again.counts["resumed"] == 12
     other = run_batch([small_stack], out, checksum="full", progress=False)
     assert other.counts["resumed"] == 0  # a different checksum mode is a different fingerprint
+    rc = mmdl_main(["batch", str(small_stack), "--out", str(out), "--segment", "threshold",
+                    "-p", "split=false,threshold=otsu", "--no-progress"])
+    assert rc == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["resumed"] == 0  # other parameters, other results
+    assert m["parameters"]["segment"] == "threshold"
+    assert m["parameters"]["segment_params"] == {"split": False, "threshold": "otsu"}
     # the manifest records inputs, checksums, parameters and versions
     m = again.manifest
     assert m["inputs"][0]["checksum"].startswith("quick:")
+    assert m["command"] is None and m["state"] == "finished"
     assert m["parameters"]["segment"] == "auto" and "hyperspy" in m["versions"]
     assert m["inputs"][0]["calibration"]["units"] == ["px", "nm", "nm"]
 
