@@ -128,6 +128,6 @@ def test_heyn_g_against_nist_gsat(name):
     # 2. our segmentation of the micrograph, then Heyn and Jeffries
     labels = segment(tifffile.imread(root / raw), cal, **params)
     st = summarize(_table(labels, cal), cal, labels=labels)
-    # measured (steel / ti64): NIST 10.42 / 13.17; ours Heyn 10.20 / 13.35
+    # measured (steel / ti64): NIST 10.42 / 13.17; ours Heyn 10.16 / 13.44
     assert st["astm_g_intercept"] == pytest.approx(nist_g, abs=0.4)
     assert st["astm_g_planimetric"] == pytest.approx(nist_g, abs=1.0)

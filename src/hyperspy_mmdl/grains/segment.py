@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("auto", "boundary", "threshold", "learned")
 _DEFAULT_UNITS = {"length": "nm", "area": "µm"}
+K_FLANK = 0.65
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -185,18 +186,34 @@ def _label_split(mask, min_diameter_px, landscape=None, h=None):
     index = np.arange(1, n + 1)
     area = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     rmax = np.asarray(ndi.maximum(dist, labels, index), dtype=np.float64)
-    suspects = np.nonzero((area > 1.6 * np.pi * rmax**2) & (rmax >= 2 * h))[0]
+    suspects = np.nonzero((area > 1.6 * np.pi * (rmax + 0.5) ** 2) & (rmax >= 2 * h))[0]
     slices = ndi.find_objects(labels)
     next_label = n + 1
     for i in suspects:
         sl = slices[i]
         inside = labels[sl] == i + 1
         d = np.where(inside, dist[sl], 0)
-        peaks, k = ndi.label(h_maxima(d, h) & inside)
+        if d.size > 250_000:
+            # large components (a connected background, long lamellae): find the maxima on a
+            # 2x max-pooled distance map, 4x cheaper, then bring the seeds back
+            f = 2
+            hh, ww = -(-d.shape[0] // f) * f, -(-d.shape[1] // f) * f
+            pooled = np.pad(d, ((0, hh - d.shape[0]), (0, ww - d.shape[1]))).reshape(
+                hh // f, f, ww // f, f).max(axis=(1, 3))
+            peaks = h_maxima(pooled, h) & (pooled > 0)
+            peaks = np.repeat(np.repeat(peaks, f, 0), f, 1)[: d.shape[0], : d.shape[1]] & inside
+        else:
+            peaks = h_maxima(d, h) & inside
+        peaks, k = ndi.label(peaks)
         if k < 2:
             continue
-        land = -d if landscape is None else landscape[sl]
-        parts = watershed(land, peaks, mask=inside, watershed_line=True)
+        if landscape is None or d.size > 250_000:
+            # every pixel to its nearest seed (no flooding needed inside a blob; on large
+            # components flooding costs seconds)
+            _, (iy, ix) = ndi.distance_transform_edt(peaks == 0, return_indices=True)
+            parts = np.where(inside, peaks[iy, ix], 0)
+        else:
+            parts = watershed(landscape[sl], peaks, mask=inside, watershed_line=True)
         new = np.where(parts > 1, parts - 2 + next_label, np.where(parts == 1, i + 1, 0))
         labels[sl][inside] = new[inside]
         next_label += k - 1
@@ -242,6 +259,10 @@ def _boundary(g, rgb, *, lines, sigma, width_px, min_area_px, min_diameter_px, v
         strength = np.where(valid, strength, 1.0)
     t = threshold_otsu(strength[valid] if valid is not None else strength)
     boundary = strength > t
+    if polarity != "edge":
+        # a line's blurred flanks: one pixel more on each side where the ridge strength is
+        # still above K_FLANK of the threshold (the line, not texture)
+        boundary |= ndi.binary_dilation(boundary) & (strength > K_FLANK * t)
     interior = ~boundary
     if valid is not None:
         interior &= valid
