@@ -131,3 +131,10 @@ def test_heyn_g_against_nist_gsat(name):
     # measured (steel / ti64): NIST 10.42 / 13.17; ours Heyn 10.16 / 13.44
     assert st["astm_g_intercept"] == pytest.approx(nist_g, abs=0.4)
     assert st["astm_g_planimetric"] == pytest.approx(nist_g, abs=1.0)
+
+
+def test_data_bar_left_out_of_intercept_and_area():
+    s = polycrystal((600, 600), data_bar=True, seed=5)
+    plain = heyn_intercept(s.labels[: s.data_bar_top], s.calibration)
+    with_bar = heyn_intercept(s.labels, s.calibration)
+    assert with_bar["mean_intercept"] == pytest.approx(plain["mean_intercept"], rel=0.03)

@@ -299,10 +299,17 @@ class Microstructure(Signal2D):
 
         from .grains import measure, summarize
 
+        import numpy as np
+
+        from .preprocess.databar import find_data_bar
+
         cal = self.calibration.image
         rows = []
         for i, (idx, lab) in enumerate(self._grain_frames(labels)):
-            s = summarize(measure(lab, cal), cal, labels=lab)
+            # the analysed area leaves out an SEM data bar
+            bar = find_data_bar(np.asarray(self._data_aligned_with_axes[idx]))
+            area = None if bar is None else bar.top * lab.shape[1] * cal.pixel_area
+            s = summarize(measure(lab, cal), cal, labels=lab, image_area=area)
             if not idx:
                 return s
             s.pop("units", None)

@@ -79,7 +79,9 @@ def heyn_intercept(labels, calibration: Calibration | None = None, *, angles=(0,
     image. Along each line the grain label is read pixel by pixel; boundary
     pixels (0) are skipped and each change from one grain to another is one
     boundary intersection ``P``. The mean lineal intercept is ``ℓ̄ = L / P``
-    with ``L`` the total length of line within the analysed area (ASTM E112 §14).
+    with ``L`` the total length of line within the analysed area (ASTM E112 §14):
+    for labels, each line from its first to its last grain pixel, so that a
+    data bar or an empty margin (label 0) does not count.
     Lines visit every pixel they pass through.
     The mean length of the complete segments between two intersections (what
     NIST's GSAT reports) is returned as ``mean_segment``.
@@ -126,6 +128,12 @@ def heyn_intercept(labels, calibration: Calibration | None = None, *, angles=(0,
                 if len(rows) < 2:
                     continue
             v = lab[rows, cols]
+            if not mask_mode:
+                # only the part of the line over the grains: not a data bar or an empty margin
+                nz = np.nonzero(v)[0]
+                if len(nz) < 2:
+                    continue
+                v, pos_all = v[nz[0]:nz[-1] + 1], pos_all[nz[0]:nz[-1] + 1]
             total_len += (pos_all[-1] - pos_all[0] + 1.0) * step
             if mask_mode:
                 # every run of boundary pixels strictly inside the line is one intersection

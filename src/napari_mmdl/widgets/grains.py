@@ -47,6 +47,7 @@ class GrainsWidget(QWidget):
         self.summary = None  # dict of the last summary
         self._source = None
         self._worker = None
+        self._bar_top = None  # first row of the SEM data bar of the last run, if any
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.method = ComboBox(label="method", choices=METHODS, value="auto")
@@ -159,7 +160,9 @@ class GrainsWidget(QWidget):
 
             labels, info = segment(image, cal, return_info=True, **params)
             table = measure(labels, cal)
-            return labels, info, table, summarize(table, cal, labels=labels)
+            top = info.get("data_bar_top")
+            area = None if top is None else top * labels.shape[1] * cal.pixel_area
+            return labels, info, table, summarize(table, cal, labels=labels, image_area=area)
 
         worker = work()
         worker.returned.connect(self._show_result)
@@ -184,6 +187,7 @@ class GrainsWidget(QWidget):
     def _show_result(self, result):
         labels, info, table, summary = result
         layer = self._source
+        self._bar_top = info.get("data_bar_top")
         name = f"{layer.name} grains"
         kw = dict(scale=layer.scale[-2:], translate=layer.translate[-2:], name=name)
         units = getattr(layer, "units", None)
@@ -263,7 +267,8 @@ class GrainsWidget(QWidget):
         cal = layer_calibration(self.labels_layer)
         labels = np.asarray(self.labels_layer.data).astype(np.int32)
         table = measure(labels, cal)
-        self._set_table(table, summarize(table, cal, labels=labels))
+        area = None if self._bar_top is None else self._bar_top * labels.shape[1] * cal.pixel_area
+        self._set_table(table, summarize(table, cal, labels=labels, image_area=area))
         self.status.value = f"re-measured: {len(table)} grains"
 
     def export_csv(self, path) -> Path:
