@@ -169,3 +169,12 @@ def test_evaluate_helpers():
     assert grain_ecd(thick_big, fill_boundaries=True).mean() == pytest.approx(
         grain_ecd(big, fill_boundaries=True).mean(), rel=0.02)
     assert grain_ecd(thick).mean() < grain_ecd(truth).mean()
+
+
+def test_learned_delegates_to_the_training_segmenter():
+    unet = pytest.importorskip("hyperspy_mmdl.models.unet", reason="models not available")
+    s = polycrystal((96, 128), mean_ecd=150, data_bar=True, seed=1)
+    labels, info = segment(s.image, s.calibration, method="learned", model=unet.unet_boundary(),
+                           return_info=True)
+    assert info["method"] == "learned" and labels.shape == s.image.shape and labels.dtype == np.int32
+    assert (labels[s.data_bar_top:] == 0).all()  # the bar stays out of the prediction
