@@ -191,9 +191,7 @@ def test_tiled_and_untiled_dense_outputs_agree():
     assert tiled.shape == whole.shape == (2, 2, 75, 101)
     # the receptive field (radius 2) fits in the discarded margin (12 // 4 = 3): identical up to rounding
     np.testing.assert_allclose(tiled, whole, atol=2e-6)
-    # without a margin the zero padding at tile borders would show up
-    direct = TinyDense()
-    assert np.abs(tiled).max() > 0.01
+    assert np.abs(tiled).max() > 0.01  # not trivially zero
 
 
 def test_batch_and_single_image_calls_agree(classifier):
