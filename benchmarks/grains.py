@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 
     print(f"# grains benchmark  {platform.node()}  {platform.processor() or platform.machine()}  "
           f"cores={os.cpu_count()}  repeat={args.repeat}")
-    head = (f"{'image':<22}{'shape':>12}{'method':>10}{'grains':>8}{'segment s':>11}{'measure s':>11}"
+    head = (f"{'image':<22}{'shape':>12}{'method':>15}{'grains':>8}{'segment s':>11}{'measure s':>11}"
             f"{'total s':>9}{'grains/s':>10}{'baseline s':>12}{'speed-up':>10}")
     print(head)
     print("-" * len(head))
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             t_base, _ = _timed(lambda: _baseline(image), 1)
         method = info["method"] + ("/" + info["lines"] if info.get("lines") else "")
         shape = "x".join(str(v) for v in image.shape[::-1])
-        print(f"{name:<22}{shape:>12}{method:>10}{n:>8}{t_seg:>11.2f}{t_meas:>11.2f}{total:>9.2f}"
+        print(f"{name:<22}{shape:>12}{method:>15}{n:>8}{t_seg:>11.2f}{t_meas:>11.2f}{total:>9.2f}"
               f"{n / total:>10.0f}{t_base:>12.2f}{t_base / t_seg:>10.1f}")
     if measure is None:
         print("(grains.measure not installed: measurement not timed)")
