@@ -102,6 +102,15 @@ def test_bad_arguments(kwargs, error, match):
         segment(img, Calibration.from_pixel_size(10, "nm"), **kwargs)
 
 
+@pytest.mark.parametrize("width, mean_ecd", [(2, 250.0), (4, 500.0)])
+def test_line_width_estimate(width, mean_ecd):
+    import importlib
+
+    seg = importlib.import_module("hyperspy_mmdl.grains.segment")
+    s = polycrystal((384, 384), boundary_width=width, mean_ecd=mean_ecd, seed=7)
+    assert seg.estimate_line_width(s.image) == width
+
+
 def test_bad_image():
     with pytest.raises(ValueError, match="2-D"):
         segment(np.zeros((2, 3, 4, 5)))
@@ -120,7 +129,9 @@ def test_perovskite_sem_human_mask():
     folder = shared_data("perovskite_sem_grain_gt")
     image = _read_png(folder / "example3.png", 0)[:, :535]  # the mask is 2 px narrower
     truth = labels_from_boundary_mask(_read_png(folder / "ground_truth3.png", 0) > 127)
-    labels = segment(image, method="boundary", lines="dark", boundary_width=8, min_diameter=20, min_area=100)
+    labels, info = segment(image, method="auto", return_info=True)  # all defaults
+    assert info["method"] == "boundary" and info["lines"] == "dark"
+    assert info["boundary_width_px"] >= 4  # estimated: these lines are several pixels wide
     c = compare(labels, truth)
     # measured: F1 0.658, count -2.4 %, mean ECD +2.4 % (41 inner grains)
     assert c["f1"] >= 0.63

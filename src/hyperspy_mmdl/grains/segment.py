@@ -37,7 +37,7 @@ from scipy import ndimage as ndi
 
 from ..calibration import Calibration, convert_length, normalize_unit
 
-__all__ = ["segment", "METHODS"]
+__all__ = ["segment", "estimate_line_width", "METHODS"]
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,34 @@ def _edges(g, rgb, sigma):
     for c in chans:
         mag = np.maximum(mag, ndi.gaussian_gradient_magnitude(c.astype(np.float32), sigma))
     return _normalise(mag)
+
+
+_WIDTH_SCALES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+
+
+def estimate_line_width(g, lines="auto") -> float:
+    """Width (px) of the boundary lines of a gray image: the Hessian scale of strongest response.
+
+    The 95th percentile of the scale-normalised line strength (dark, bright or
+    the stronger of the two) is computed at scales of 1–8 px on a central crop
+    of at most 512 × 512 pixels; the scale where it peaks is about the width of
+    the lines (a line of width w responds most at sigma ≈ w / 2 after the
+    microscope's blur has widened it to about 2 sigma).
+    """
+    h, w = g.shape
+    c = 256
+    crop = g[max(0, h // 2 - c):h // 2 + c, max(0, w // 2 - c):w // 2 + c]
+    best, best_scale = -1.0, 2.0
+    for scale in _WIDTH_SCALES:
+        if 4 * scale > min(crop.shape):
+            break
+        l1, l2 = _hessian_eigen(crop, scale)
+        dark = float(np.percentile(np.maximum(l1, 0), 95))
+        bright = float(np.percentile(np.maximum(-l2, 0), 95))
+        r = dark if lines == "dark" else bright if lines == "bright" else max(dark, bright)
+        if r > best:
+            best, best_scale = r, scale
+    return best_scale
 
 
 def _pick_polarity(g, sigma):
@@ -372,7 +400,9 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     smoothing : float or str, optional
         Gaussian smoothing scale (nm; default one pixel).
     boundary_width : float or str, optional
-        Width of the boundary lines (nm; default two pixels): the ridge filter's scale.
+        Width of the boundary lines (nm): the ridge filter's scale is half of it.
+        Default: estimated from the image (:func:`estimate_line_width`; two
+        pixels for ``lines="edge"`` and the threshold method).
     min_area : float or str, optional
         Grains smaller than this (µm²) are dropped (become 0); default 12 px².
     min_diameter : float or str, optional
@@ -406,7 +436,9 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     g, rgb = _as_gray(image)
     sigma = _to_pixels(smoothing, calibration, "length")
     sigma = 1.0 if sigma is None else sigma
-    width_px = _to_pixels(boundary_width, calibration, "length") or 2.0
+    width_px = _to_pixels(boundary_width, calibration, "length")
+    if width_px is None or width_px <= 0:
+        width_px = estimate_line_width(g, lines) if method in ("auto", "boundary") and lines != "edge" else 2.0
     min_area_px = _to_pixels(min_area, calibration, "area")
     min_area_px = 12.0 if min_area_px is None else min_area_px
     min_diameter_px = _to_pixels(min_diameter, calibration, "length") or 4 * width_px
