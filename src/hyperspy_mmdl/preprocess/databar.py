@@ -81,8 +81,8 @@ def _row_classes(g):
     """
     q = np.minimum((g * _LEVELS).astype(np.int32), _LEVELS - 1)
     h, w = q.shape
-    hist = np.zeros((h, _LEVELS), dtype=np.int32)
-    np.add.at(hist, (np.repeat(np.arange(h), w), q.ravel()), 1)
+    hist = np.bincount((np.arange(h, dtype=np.int64)[:, None] * _LEVELS + q).ravel(),
+                       minlength=h * _LEVELS).reshape(h, _LEVELS).astype(np.int32)
     mode = hist.argmax(axis=1)
     cums = np.concatenate([np.zeros((h, 1), np.int32), np.cumsum(hist, axis=1)], axis=1)
     lo = np.clip(mode - 3, 0, _LEVELS)
