@@ -15,8 +15,9 @@ Three classical methods and one learned:
     distance-transform watershed that splits touching particles.
 ``"auto"``
     Picks ``"boundary"`` when the ridge map forms a connected network that
-    encloses many regions, ``"threshold"`` otherwise, and says which
-    (``return_info=True`` and a log message).
+    encloses many regions, ``"boundary"`` with ``lines="edge"`` for a colour
+    image without such a network (tint-etched metallography), ``"threshold"``
+    otherwise, and says which (``return_info=True`` and a log message).
 ``"learned"``
     Delegates to :func:`hyperspy_mmdl.train.segmentation.segment_learned`
     (a boundary U-Net; pass ``model=`` a module or a checkpoint path).
@@ -481,7 +482,19 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
         rgb = None if rgb is None else rgb[: bar.top]
     if method == "auto":
         network, details = _network_score(g, max(sigma, width_px / 2))
-        method = "boundary" if network else "threshold"
+        details["colour"] = 0.0 if rgb is None else float(np.abs(rgb - rgb.mean(-1, keepdims=True)).mean())
+        if network:
+            method = "boundary"
+        elif details["colour"] > 0.03 and lines == "auto":
+            # no line network but colour: tint-etched or texture-contrast grains
+            method, lines = "boundary", "edge"
+            if not boundary_width:  # the line-width estimate does not apply to colour edges
+                width_px = 2.0
+                if not min_diameter:
+                    min_diameter_px = 4 * width_px
+                info.update(boundary_width_px=width_px, min_diameter_px=min_diameter_px)
+        else:
+            method = "threshold"
         info.update(auto=details, method=method)
         log.info("segment(method='auto') picked %r (%s)", method, details)
     if method == "boundary":
