@@ -203,3 +203,15 @@ def test_gradcam_of_psc_fusion_image_branch():
     cam = explain.attention_map(x, Calibration.from_pixel_size(20, "nm"), pred, "gradcam",
                                 composition=COMP, process=PROC)
     assert cam.shape == x.shape and np.isfinite(cam).all() and cam.max() == pytest.approx(1)
+
+
+def test_gradcam_in_parallel_threads(trained):
+    """Lazy signals run dask blocks in threads on one model: each call must keep its own activations."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pred, positives = trained
+    ref = [explain.attention_map(p, None, pred, "gradcam", target=1) for p in positives[:6]]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda p: explain.attention_map(p, None, pred, "gradcam", target=1), positives[:6]))
+    for a, b in zip(ref, got):
+        np.testing.assert_allclose(a, b, atol=1e-5)

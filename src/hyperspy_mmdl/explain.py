@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import numpy as np
@@ -182,9 +183,13 @@ class GradCAM:
         if self.layer is None:
             self.layer_name, self.layer = find_target_layer(self.model, x[:1])
         store = {}
+        me = threading.get_ident()
 
         def hook(_m, _i, out):
-            store["act"] = out
+            # the model may run in several threads at once (dask blocks of a lazy signal):
+            # keep only this call's activation
+            if threading.get_ident() == me:
+                store["act"] = out
 
         h = self.layer.register_forward_hook(hook)
         try:
