@@ -35,7 +35,12 @@ N_BASES = 8
 
 
 class TreeRSS:
-    """Sample the summed RSS of a process and its descendants in a background thread."""
+    """Sample the summed RSS and CPU time of a process and its descendants in a background thread.
+
+    ``peak`` is the largest summed RSS seen; ``cpu_seconds`` the user + system time
+    the tree used while sampled (the last sample of every process that ended is
+    kept); ``load`` the machine's 1-minute load average at the start and the end.
+    """
 
     def __init__(self, interval: float = 0.1):
         import psutil
@@ -43,6 +48,9 @@ class TreeRSS:
         self._proc = psutil.Process(os.getpid())
         self.interval = interval
         self.peak = 0
+        self._cpu: dict[int, float] = {}
+        self._cpu0 = 0.0
+        self.load = (os.getloadavg()[0], None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -53,9 +61,15 @@ class TreeRSS:
         for p in [self._proc] + self._proc.children(recursive=True):
             try:
                 total += p.memory_info().rss
+                t = p.cpu_times()
+                self._cpu[p.pid] = t.user + t.system
             except psutil.Error:
                 pass
         return total
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self._cpu.values()) - self._cpu0
 
     def _run(self):
         while not self._stop.is_set():
@@ -64,6 +78,7 @@ class TreeRSS:
 
     def __enter__(self):
         self.peak = self.sample()
+        self._cpu0 = sum(self._cpu.values())
         self._thread.start()
         return self
 
@@ -71,6 +86,7 @@ class TreeRSS:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.sample())
+        self.load = (self.load[0], os.getloadavg()[0])
         return False
 
 
@@ -155,8 +171,8 @@ def main(argv=None) -> int:
             proc = (last["t"] or time.perf_counter()) - t0
             c = result.counts
             rows.append(dict(workers=w, frames=c["done"], errors=c["error"], wall=wall, process=proc,
-                             fps=c["done"] / proc, peak=mem.peak, grains=result.manifest["outputs"].get(
-                                 "n_grains", 0)))
+                             fps=c["done"] / proc, peak=mem.peak, cpu=mem.cpu_seconds, load=mem.load,
+                             grains=result.manifest["outputs"].get("n_grains", 0)))
             print(f"workers={w}: {c['done']} frames in {proc:.1f} s (+{wall - proc:.1f} s assembly), "
                   f"peak RSS {mem.peak / 2**20:.0f} MiB", flush=True)
             if not args.keep:
@@ -172,12 +188,15 @@ def main(argv=None) -> int:
     print(f"stack {args.frames} × {args.size} × {args.size} uint8 (zspy), segment={args.segment}, "
           f"{os.cpu_count()} CPU(s)")
     print("| workers | frames | failed | grains | processing s | wall s | frames/s | speed-up | "
-          "peak RSS (tree) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "CPU s/frame | cores busy | load avg (start→end) | peak RSS (tree) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['workers'] or 'in-process'} | {r['frames']} | {r['errors']} | {r['grains']} | "
               f"{r['process']:.1f} | {r['wall']:.1f} | {r['fps']:.2f} | {r['fps'] / base:.2f}× | "
-              f"{r['peak'] / 2**20:.0f} MiB |")
+              f"{r['cpu'] / max(r['frames'], 1):.2f} | {r['cpu'] / r['wall']:.2f} | "
+              f"{r['load'][0]:.1f}→{r['load'][1]:.1f} | {r['peak'] / 2**20:.0f} MiB |")
+    print("cores busy = CPU time of the process tree / wall time; the load average counts every "
+          "process on the machine (other jobs compete for the same cores)")
     over = [r for r in rows if r["peak"] >= 2 * 2**30]
     if over:
         print(f"peak memory over 2 GiB in {len(over)} run(s)")
