@@ -94,3 +94,17 @@ def test_grains_widget_end_to_end(make_napari_viewer, qtbot, tmp_path, grains_me
     back = pd.read_csv(out)
     assert len(back) == n - 1 and "index" not in back.columns and "ecd" in back.columns
     assert back["ecd"].mean() == pytest.approx(widget.summary["mean_ecd"])
+
+
+def test_grains_widget_uncalibrated_image_uses_pixels(make_napari_viewer, qtbot, grains_measure):
+    from napari_mmdl.widgets.grains import GrainsWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(polycrystal((128, 160), seed=2).image, name="plain")
+    widget = GrainsWidget(viewer)
+    widget.min_area.value = 30.0
+    assert widget.parameters(calibrated=False)["min_area"] == 30.0
+    widget.run()
+    qtbot.waitUntil(lambda: widget.labels_layer is not None, timeout=60_000)
+    assert np.bincount(widget.labels_layer.data.ravel())[1:].min() >= 30
+    assert widget.summary["grain_size_class"] is None  # no physical size without a calibration

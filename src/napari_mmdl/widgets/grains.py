@@ -114,20 +114,22 @@ class GrainsWidget(QWidget):
         self.lines.visible = m in ("auto", "boundary")
         self.threshold.visible = m in ("auto", "threshold")
 
-    def parameters(self) -> dict:
-        """The segmentation keyword arguments of the current settings (physical units)."""
+    def parameters(self, calibrated: bool = True) -> dict:
+        """The segmentation keyword arguments of the current settings.
+
+        Physical units (nm, µm²) for a calibrated image; for an image without
+        calibration the same numbers are taken as pixels (px, px²).
+        """
         p = dict(method=self.method.value, exclude_border=bool(self.exclude_border.value),
                  data_bar="auto" if self.data_bar.value else False)
         if self.method.value in ("auto", "boundary"):
             p["lines"] = self.lines.value
         if self.method.value in ("auto", "threshold"):
             p["threshold"] = self.threshold.value
-        if self.smoothing.value > 0:
-            p["smoothing"] = f"{self.smoothing.value} nm"
-        if self.width.value > 0:
-            p["boundary_width"] = f"{self.width.value} nm"
-        if self.min_area.value > 0:
-            p["min_area"] = f"{self.min_area.value} µm²"
+        for key, field, unit in (("smoothing", self.smoothing, "nm"), ("boundary_width", self.width, "nm"),
+                                 ("min_area", self.min_area, "µm²")):
+            if field.value > 0:
+                p[key] = f"{field.value} {unit}" if calibrated else float(field.value)
         return p
 
     # ------------------------------------------------------------------ running
@@ -151,7 +153,7 @@ class GrainsWidget(QWidget):
             return None
         image = self._frame(layer)
         cal = layer_calibration(layer)
-        params = self.parameters()
+        params = self.parameters(calibrated=cal.is_calibrated)
         self._source = layer
 
         @thread_worker
