@@ -333,26 +333,37 @@ def _threshold(g, *, level, phase, sigma, min_area_px, min_diameter_px, split, v
 
 
 def _imagej_default(values) -> float:
-    """ImageJ's "Default" threshold (IJ_IsoData variant) on a 256-bin histogram, as a level in [0, 1]."""
+    """ImageJ's "Default" threshold (``ImageProcessor.getAutoThreshold`` + ``IJIsoData``), as a level in [0, 1].
+
+    On a 256-bin histogram: a dominant mode is clipped to 1.5 × the second-highest
+    count, the two extreme bins are ignored, and the split index moves up from the
+    lowest populated bin while it stays below the mean of the two class means;
+    pixels in bins above the returned level are the bright class.
+    """
     hist, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    # ImageJ ignores the extreme bin when it holds the mode (setAutoThreshold "Default")
-    mode = int(hist.argmax())
-    maxv = hist[mode]
-    second = np.max(np.delete(hist, mode)) if len(hist) > 1 else 0
-    if maxv > second * 2 and second != 0:
-        hist[mode] = second * 1.5
-    level = 0
-    for level in range(1, 255):
-        lo = hist[: level + 1]
-        hi = hist[level + 1:]
-        if lo.sum() == 0 or hi.sum() == 0:
-            continue
-        m1 = (np.arange(level + 1) * lo).sum() / lo.sum()
-        m2 = (np.arange(level + 1, 256) * hi).sum() / hi.sum()
-        if level >= (m1 + m2) / 2:
+    data = hist.astype(np.float64)
+    mode = int(data.argmax())
+    second = np.max(np.delete(data, mode))
+    if data[mode] > second * 2 and second != 0:
+        data[mode] = int(second * 1.5)
+    data[0] = data[255] = 0  # IJIsoData leaves out the extreme bins
+    idx = np.nonzero(data)[0]
+    if len(idx) < 2:
+        return float(edges[128])
+    lo, hi = int(idx[0]), int(idx[-1])
+    i = np.arange(256, dtype=np.float64)
+    cw, cn = np.cumsum(i * data), np.cumsum(data)
+    moving = lo
+    while True:
+        n1, n2 = cn[moving], cn[hi] - cn[moving]
+        m1 = cw[moving] / n1 if n1 else 0.0
+        m2 = (cw[hi] - cw[moving]) / n2 if n2 else 0.0
+        result = (m1 + m2) / 2.0
+        moving += 1
+        if not ((moving + 1) <= result and moving < hi - 1):
             break
-    return float(edges[level + 1])
+    level = int(np.floor(result + 0.5))  # Java Math.round
+    return float(edges[min(level + 1, 256)])
 
 
 def _network_score(g, sigma):
