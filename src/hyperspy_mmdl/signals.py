@@ -152,7 +152,7 @@ class Microstructure(Signal2D):
         return out
 
     def attention_map(self, model, method="gradcam", target=None, device="auto", composition=None,
-                      process=None, batch_size=None, overlap=0.25, show_progressbar=None,
+                      process=None, normalize=True, batch_size=None, overlap=0.25, show_progressbar=None,
                       lazy_output=None):
         """Where the model looks: Grad-CAM or the model's own attention, one map per frame.
 
@@ -168,13 +168,15 @@ class Microstructure(Signal2D):
             ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
         composition, process : dict or pandas.Series, optional
             PSC-Fusion's tabular inputs, held fixed.
+        normalize : bool
+            Scale each frame's map to [0, 1] (default); ``False`` keeps the raw values.
         batch_size, overlap, show_progressbar, lazy_output
             As in :meth:`classify`.
 
         Returns
         -------
         Signal2D
-            Maps in [0, 1] with this signal's axes and calibration.
+            One map per frame with this signal's axes and calibration.
         """
         from . import explain, inference
         from ._frames import apply_to_frames, make_signal
@@ -186,13 +188,13 @@ class Microstructure(Signal2D):
         def fn(frames, show):
             return explain.attention_map(frames, cal, pred, method, target, batch_size=batch_size,
                                          overlap=overlap, composition=composition, process=process,
-                                         show_progressbar=show)
+                                         normalize=normalize, show_progressbar=show)
 
         data = apply_to_frames(self, fn, sig_shape, show_progressbar=show_progressbar,
                                lazy_output=lazy_output)
         out = make_signal(data, self.axes_manager._get_axes_dicts(), kind="2d",
                           title=f"{method} of {self.metadata.General.title}")
-        out.metadata.set_item("Signal.quantity", f"{method} (normalised)")
+        out.metadata.set_item("Signal.quantity", f"{method} (normalised)" if normalize else method)
         out.metadata.set_item("Attention.method", method)
         out.metadata.set_item("Attention.target", "predicted class" if target is None else target)
         out.metadata.set_item("Model", _model_metadata(pred))
