@@ -49,9 +49,11 @@ def _module_trace(model, x):
 
     names = {m: n for n, m in model.named_modules()}
     trace, hooks = [], []
+    me = threading.get_ident()
 
     def hook(mod, _inp, out):
-        if isinstance(out, torch.Tensor):
+        # other threads may run the same model meanwhile (dask, HyperSpy map): record only ours
+        if isinstance(out, torch.Tensor) and threading.get_ident() == me:
             trace.append((names.get(mod, ""), mod, tuple(out.shape)))
 
     for m in model.modules():
