@@ -129,6 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts (0 = in-process)")
     ap.add_argument("--segment", default="auto")
+    ap.add_argument("--param", "-p", default="", help="segmentation parameters, k=v,k2=v2")
     ap.add_argument("--pixel-size", type=float, default=10.0, help="nm per pixel")
     ap.add_argument("--mean-ecd", type=float, default=600.0, help="mean grain diameter (nm)")
     ap.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
@@ -136,6 +137,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from hyperspy_mmdl.batch import run_batch
+    from hyperspy_mmdl.cli.batch import parse_pairs
+
+    segment_params = parse_pairs(args.param, "--param")
 
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="mmdl-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +169,8 @@ def main(argv=None) -> int:
                     last["t"] = time.perf_counter()
 
             with TreeRSS() as mem:
-                result = run_batch([stack], out, segment=args.segment, workers=w or None, progress=True,
+                result = run_batch([stack], out, segment=args.segment, segment_params=segment_params,
+                                   workers=w or None, progress=True,
                                    on_progress=on_progress)
             wall = time.perf_counter() - t0
             proc = (last["t"] or time.perf_counter()) - t0
@@ -185,8 +190,8 @@ def main(argv=None) -> int:
 
     base = rows[0]["fps"] if rows else float("nan")
     print()
-    print(f"stack {args.frames} × {args.size} × {args.size} uint8 (zspy), segment={args.segment}, "
-          f"{os.cpu_count()} CPU(s)")
+    print(f"stack {args.frames} × {args.size} × {args.size} uint8 (zspy), segment={args.segment} "
+          f"{segment_params or ''}, {os.cpu_count()} CPU(s)")
     print("| workers | frames | failed | grains | processing s | wall s | frames/s | speed-up | "
           "CPU s/frame | cores busy | load avg (start→end) | peak RSS (tree) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
