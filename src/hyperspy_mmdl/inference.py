@@ -35,6 +35,7 @@ so that they can show progress and be cancelled between batches.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -397,12 +398,21 @@ def prepare_frames(images, calibration: Calibration | None, predictor: Predictor
     flat = arr.reshape((-1,) + arr.shape[arr.ndim - img_ndim:])
     frame_shape = flat.shape[1:3]
     card = predictor.card
-    out = []
-    for frame in flat:
+
+    def one(frame):
         x = _to_channels(frame, predictor.in_chans, -1 if channel_axis is not None else None)
         if resample:
             x, _ = resample_to_pixel_size(x, calibration, card.pixel_size, card.pixel_unit)
-        out.append(normalize(x, card.normalization))
+        return normalize(x, card.normalization)
+
+    if len(flat) > 1 and (os.cpu_count() or 1) > 1:
+        # resampling and normalisation release the GIL for most of their time: use the cores
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(len(flat), os.cpu_count() or 1)) as pool:
+            out = list(pool.map(one, flat))
+    else:
+        out = [one(f) for f in flat]
     return out, (lead, frame_shape)
 
 
