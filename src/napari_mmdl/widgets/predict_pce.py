@@ -69,7 +69,6 @@ class PredictPCEWidget(Container):
         device, grains = self.model.device.value, bool(self.grain_features.value)
         if layer is not None:
             data, cal, channel_axis = layer_frames(layer)
-            data = np.asarray(data)
         else:
             data, cal, channel_axis = None, None, None
 
@@ -78,7 +77,7 @@ class PredictPCEWidget(Container):
 
             pred = inference.get_predictor(path, device=device)
             return (yield from inference.iter_predict_pce(
-                data, cal, pred, composition=composition, process=process, grain_features=grains,
+                None if data is None else np.asarray(data), cal, pred, composition=composition, process=process, grain_features=grains,
                 channel_axis=channel_axis))
 
         return self.controls.start(work, self._show, "Predict PCE")
