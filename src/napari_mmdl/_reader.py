@@ -1,0 +1,83 @@
+"""npe2 reader: microscope files (DM, TIFF, EMD, HSPY, ZSPY ...) as calibrated image layers.
+
+``get_reader`` only looks at the file name; HyperSpy is imported when a file is
+actually read. Layers carry ``scale``, ``translate`` (the file's offsets),
+``units`` and ``axis_labels`` from :func:`hyperspy_mmdl.io.load`; stacks open
+as one 3-D layer whose frame axis keeps its own scale and unit.
+
+TIFF files without a calibration we understand are left to napari's builtin
+reader (``get_reader`` then returns ``None``). Files that cannot be read as a
+micrograph (spectra, truncated or foreign files) raise one
+:class:`~hyperspy_mmdl.io.MicrographReadError` naming the file, which napari
+reports without crashing.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+SUFFIXES = (".dm3", ".dm4", ".tif", ".tiff", ".emd", ".hspy", ".zspy", ".h5", ".mrc", ".ser", ".emi",
+            ".blo", ".sur", ".prz")
+_TIFF = (".tif", ".tiff")
+# Files above this size are read lazily (dask), frames loaded as napari shows them.
+LAZY_BYTES = 64 * 2**20
+
+
+def get_reader(path):
+    """Return :func:`read_micrograph` for a file we read, else None.
+
+    For ``.tif``/``.tiff`` the file is opened (lazily) to see whether it carries
+    a calibration; without one napari's builtin reader is a better choice.
+    """
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(os.fspath(path))
+    if p.suffix.lower() not in SUFFIXES:
+        return None
+    if p.is_dir() and p.suffix.lower() != ".zspy":
+        return None
+    if p.suffix.lower() in _TIFF:
+        try:
+            img = _load(p)
+        except Exception:  # noqa: BLE001 - napari's builtin reader may still open it
+            return None
+        if not img.calibration.is_calibrated:
+            return None
+        return lambda _path: [_layer_tuple(img)]
+    return read_micrograph
+
+
+def _load(path: Path):
+    from hyperspy_mmdl.io import load
+
+    size = path.stat().st_size if path.is_file() else 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return load(path, lazy=size > LAZY_BYTES)
+
+
+def _layer_tuple(img) -> tuple:
+    kwargs = img.calibration.to_napari()
+    md = dict(img.metadata)
+    md["path"] = str(img.path)
+    md["pixel_size"] = img.calibration.pixel_size
+    md["unit"] = img.calibration.image.units[-1]
+    kwargs.update(name=img.title, metadata=md)
+    return (img.data, kwargs, "image")
+
+
+def read_micrograph(path) -> list[tuple]:
+    """Read one micrograph file into a napari image-layer data tuple.
+
+    Raises
+    ------
+    hyperspy_mmdl.io.MicrographReadError
+        The file cannot be read as a micrograph; the message names it.
+    """
+    if isinstance(path, (list, tuple)):
+        return [t for p in path for t in read_micrograph(p)]
+    return [_layer_tuple(_load(Path(os.fspath(path))))]
