@@ -1,0 +1,251 @@
+"""hyperspy_mmdl.io: real DM/TIFF files, bad input, conversions, save round trips, HyperSpy signal types."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import warnings
+
+import numpy as np
+import pytest
+
+from _real_files import expected_image, observed, real_files
+from hyperspy_mmdl.calibration import Calibration, convert_length, normalize_unit
+from hyperspy_mmdl.io import Image, MicrographReadError, load, load_signal, save
+
+OBSERVED = observed()
+
+
+def _load_quiet(path, **kwargs) -> Image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(path, **kwargs)
+
+
+def _in_unit(value, unit_from, unit_to):
+    a, b = normalize_unit(unit_from), normalize_unit(unit_to)
+    return value if a == b else convert_length(value, a, b)
+
+
+def check_against_observed(path, shape, cal):
+    """Shape, scales, offsets and units equal rosettasciio's observation (units converted)."""
+    signals = OBSERVED[path]
+    exp = expected_image(signals)
+    assert exp is not None
+    assert tuple(shape) == exp.shape
+    assert cal.ndim == len(exp.axes)
+    for i, ax in enumerate(exp.axes):
+        unit = normalize_unit(ax.get("units") or "")
+        if unit == "px":
+            assert cal.units[i] == "px", (i, cal)
+            assert cal.scale[i] == pytest.approx(ax["scale"], rel=1e-6)
+        else:
+            assert _in_unit(cal.scale[i], cal.units[i], unit) == pytest.approx(ax["scale"], rel=1e-6)
+            assert _in_unit(cal.offset[i], cal.units[i], unit) == pytest.approx(ax["offset"], rel=1e-6, abs=1e-12)
+        assert cal.navigate[i] == (i < cal.ndim - 2)
+
+
+@pytest.mark.parametrize("path", real_files())
+def test_real_file(path):
+    signals = OBSERVED.get(path)
+    assert signals, f"{path} is not in the observed_rsciio-0.15.0_axes.csv table"
+    if expected_image(signals) is None:
+        with pytest.raises(MicrographReadError) as info:
+            load(path)
+        msg = str(info.value)
+        assert path.name in msg and "not an image" in msg
+        assert "spectrum" in msg or "1-D" in msg
+        return
+    img = _load_quiet(path)
+    check_against_observed(path, img.data.shape, img.calibration)
+    assert img.data.dtype.kind in "uif"
+    assert img.title
+    assert img.calibration.names[-2:] == ("y", "x")
+
+
+def test_at_least_100_real_files():
+    params = [p for p in real_files() if p.values[0] is not None]
+    if not params:
+        pytest.skip("real test data not available")
+    assert len(params) >= 100
+
+
+# ----------------------------------------------------------------------------- upstream assertions
+def test_upstream_values(shared):
+    d = shared("rosettasciio_dm_tiff")
+    img = _load_quiet(d / "tiff" / "sem_FEI_Helios" / "FEI-Helios-Ebeam-8bits.tif")
+    assert img.data.shape == (471, 512) and img.data.dtype == np.uint8
+    assert img.calibration.pixel_size_in("µm") == pytest.approx((3.3724, 3.3724), rel=1e-5)
+    assert img.metadata["beam_energy"] == pytest.approx(5.0)
+    img = _load_quiet(d / "tiff" / "sem_Zeiss" / "test_tiff_Zeiss_SEM_1k.tif")
+    assert img.calibration.pixel_size_in("µm") == pytest.approx((2.614514, 2.614514), rel=1e-6)
+    assert img.metadata["instrument"] == "Merlin-61-08"
+    img = _load_quiet(d / "tiff" / "sem_Zeiss" / "test_tiff_Zeiss_SEM_512pix.tif")
+    assert img.calibration.pixel_size == pytest.approx((11.649976, 11.649976), rel=1e-6)
+    img = _load_quiet(d / "tiff" / "sem_FEI_Helios" / "FEI-Helios-navcam.tif")
+    assert img.calibration.pixel_size_in("mm")[1] == pytest.approx(0.2640, rel=1e-3)
+    img = _load_quiet(d / "tiff" / "test_loading_image_saved_with_DM.tif")
+    assert img.calibration.unit == "µm"
+    assert img.calibration.offset == pytest.approx((128.19276, 139.66264), rel=1e-6)
+    img = _load_quiet(d / "tiff" / "test_loading_image_saved_with_DM_stack.tif")
+    cal = img.calibration
+    assert img.data.shape == (2, 68, 68)
+    assert cal.units == ("s", "µm", "µm") and cal.navigate == (True, False, False)
+    assert cal.scale == pytest.approx((2.5, 1.68674, 0.16867), abs=1e-5)
+    assert not cal.is_square
+    img = _load_quiet(d / "tiff" / "test_dm_image_um_unit.dm3")
+    assert img.calibration.units == ("µm", "µm")
+    assert img.calibration.pixel_size == pytest.approx((0.16867, 0.16867), abs=1e-5)
+    assert img.metadata["beam_energy"] == pytest.approx(200)
+
+
+def test_multi_signal_picks_the_image(shared):
+    path = shared("rosettasciio_dm_tiff", "digitalmicrograph", "2D", "multi_signal.dm3")
+    with pytest.warns(UserWarning, match="holds 2 signals; using signal 0"):
+        img = load(path)
+    assert img.data.shape == (512, 512) and int(img.data.sum()) == 949490255
+    assert img.title == "HAADF"
+    assert img.calibration.pixel_size == pytest.approx((0.0177516, 0.0177516), rel=1e-5)
+    assert img.metadata["n_signals"] == 2 and img.metadata["signal_index"] == 0
+    assert img.metadata["beam_energy"] == pytest.approx(300)
+    with pytest.raises(MicrographReadError, match="signal 1 holds a 1-D spectrum"):
+        load(path, index=1)
+    with pytest.raises(MicrographReadError, match="out of range"):
+        load(path, index=5)
+
+
+def test_olympus_prefers_calibrated_raw_data(shared):
+    path = shared("rosettasciio_dm_tiff", "tiff", "olympus_SIS.tif")
+    with pytest.warns(UserWarning, match="using signal 1"):
+        img = load(path)
+    assert img.data.dtype == np.uint16
+    assert img.calibration.pixel_size_in("m")[0] == pytest.approx(2.3928e-11, rel=1e-6)
+    with pytest.warns(UserWarning, match="luminance"):
+        rgb = load(path, index=0)
+    assert rgb.data.dtype == np.float32 and rgb.data.shape == (101, 112)
+
+
+def test_ncempy_non_square_and_3d(shared):
+    img = _load_quiet(shared("ncempy_dm", "dmTest_float32_nonSquare_diffPixelSize.dm4"))
+    assert img.data.shape == (64, 128)
+    assert img.calibration.units == ("Å", "nm")
+    assert img.calibration.to_unit("nm").pixel_size == pytest.approx((0.2, 1.0))
+    assert not img.calibration.to_unit("nm").is_square
+    img = load(shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4"), lazy=True)
+    assert img.is_lazy and img.is_stack and img.data.shape == (66, 65, 64)
+    assert img.calibration.scale == (4.0, 3.0, 2.0)
+    assert img.calibration.units == ("µm", "nm", "pm")
+    assert img.calibration.navigate == (True, False, False)
+    eager = _load_quiet(shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4"), lazy=None)
+    assert not eager.is_lazy  # small file: auto is eager
+    np.testing.assert_array_equal(np.asarray(img.data[3]), eager.data[3])
+
+
+def test_dtype_conversions(shared):
+    d = shared("rosettasciio_dm_tiff", "digitalmicrograph", "2D")
+    with pytest.warns(UserWarning, match="luminance"):
+        rgba = load(d / "test-8.dm4", lazy=True)  # RGBA cannot be read lazily: read eagerly
+    assert rgba.data.dtype == np.float32 and rgba.data.shape == (2, 2)
+    assert "RGBA" in rgba.metadata["conversion"]
+    with pytest.warns(UserWarning, match="magnitude"):
+        cplx = load(d / "test-3.dm4")
+    assert cplx.data.dtype == np.float32
+    np.testing.assert_allclose(cplx.data.ravel(), np.arange(1, 5), rtol=1e-6)  # data 1..4 + 0j
+    with pytest.warns(UserWarning, match="uint8"):
+        b = load(d / "test-14.dm4")
+    assert b.data.dtype == np.uint8 and set(np.unique(b.data)) <= {0, 1}
+    with pytest.warns(UserWarning, match="pixel units"):
+        u = load(d / "test-1.dm4")
+    assert u.calibration.units == ("px", "px") and not u.calibration.is_calibrated
+    np.testing.assert_array_equal(u.data.ravel(), [1, 2, 3, 4])
+
+
+# ----------------------------------------------------------------------------- bad input
+def _run_with_timeout(fn, *args, timeout=30):
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result(timeout=timeout)
+
+
+def bad_inputs(tmp_path, source):
+    raw = source.read_bytes()
+    cases = {}
+    for n in (0, 4, 16, 100, 1000, len(raw) // 3, len(raw) // 2, len(raw) * 9 // 10):
+        p = tmp_path / f"truncated_{n}.dm4"
+        p.write_bytes(raw[:n])
+        cases[f"truncated at {n}"] = p
+    (tmp_path / "text.dm4").write_text("this is not a DigitalMicrograph file\n")
+    cases["text renamed .dm4"] = tmp_path / "text.dm4"
+    cases["missing"] = tmp_path / "missing.dm4"
+    (tmp_path / "folder.dm4").mkdir()
+    cases["directory"] = tmp_path / "folder.dm4"
+    (tmp_path / "garbage.tif").write_bytes(b"II*\x00" + b"\x07" * 64)
+    cases["garbage tif"] = tmp_path / "garbage.tif"
+    return cases
+
+
+def test_bad_input_one_clear_error(tmp_path, shared):
+    source = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
+    for what, path in bad_inputs(tmp_path, source).items():
+        def attempt(p=path):
+            with pytest.raises(MicrographReadError) as info:
+                load(p)
+            return str(info.value)
+        msg = _run_with_timeout(attempt)
+        assert str(path) in msg, (what, msg)
+        assert "\n" not in msg
+
+
+# ----------------------------------------------------------------------------- save round trips
+@pytest.mark.parametrize("suffix", [".tif", ".hspy", ".zspy"])
+def test_save_round_trip(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    data = rng.random((3, 20, 30))  # float64 -> written as float32
+    cal = Calibration((2.0, 12.5, 12.5), ("s", "nm", "nm"), offset=(0.0, 100.0, 50.0))
+    path = save(tmp_path / f"stack{suffix}", data, cal, title="stack", metadata={"seed": 0})
+    img = _load_quiet(path)
+    assert img.data.dtype == np.float32 and img.data.shape == (3, 20, 30)
+    np.testing.assert_allclose(img.data, data.astype(np.float32))
+    assert img.calibration.units[1:] == ("nm", "nm")
+    assert img.calibration.pixel_size == pytest.approx((12.5, 12.5))
+    assert img.calibration.navigate == (True, False, False)
+    if suffix != ".tif":  # TIFF keeps the pixel size but not the image offsets/frame unit
+        assert img.calibration.units[0] == "s" and img.calibration.scale[0] == 2.0
+        assert img.calibration.offset == pytest.approx((0.0, 100.0, 50.0))
+
+
+def test_save_non_square_tif(tmp_path):
+    data = np.arange(12 * 16, dtype=np.uint16).reshape(12, 16)
+    cal = Calibration.from_pixel_size((0.5, 0.25), "µm")
+    img = _load_quiet(save(tmp_path / "ns.tif", data, cal))
+    assert img.calibration.pixel_size_in("µm") == pytest.approx((0.5, 0.25))
+    np.testing.assert_array_equal(img.data, data)
+
+
+def test_save_rejects_unknown_suffix(tmp_path):
+    with pytest.raises(ValueError, match="cannot save as '.png'"):
+        save(tmp_path / "x.png", np.zeros((2, 2)), None)
+
+
+# ----------------------------------------------------------------------------- HyperSpy
+def test_hyperspy_signal_types(tmp_path, shared, capsys):
+    import hyperspy.api as hs
+
+    from hyperspy_mmdl.signals import LazyMicrostructure, Microstructure
+
+    path = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
+    s = hs.load(path, signal_type="microstructure")
+    assert type(s) is Microstructure
+    assert s.calibration.scale == (4.0, 3.0, 2.0)
+    lazy = hs.load(path, signal_type="microstructure", lazy=True)
+    assert type(lazy) is LazyMicrostructure
+    plain = hs.load(path)
+    plain.set_signal_type("microstructure")
+    assert type(plain) is Microstructure
+    hs.print_known_signal_types()
+    out = capsys.readouterr().out
+    assert "microstructure" in out and "grain_labels" in out
+
+    s = load_signal(path)
+    assert type(s) is Microstructure and s.axes_manager.navigation_shape == (66,)
+    assert s.axes_manager.signal_axes[0].units == "pm" and s.axes_manager.signal_axes[1].scale == 3.0
+    assert s.metadata.General.title == "image3D_int16_64,65,66"
+    assert type(load_signal(path, lazy=True)) is LazyMicrostructure
