@@ -1,0 +1,127 @@
+"""napari reader and sample data: real DM/TIFF files, bad input, and a real viewer."""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+from _real_files import expected_image, observed, real_files
+from hyperspy_mmdl.calibration import Calibration
+from hyperspy_mmdl.io import MicrographReadError
+from napari_mmdl._reader import get_reader
+
+OBSERVED = observed()
+
+
+def _napari_unit(unit: str) -> str:
+    return Calibration((1.0,), (unit,)).to_napari()["units"][0]
+
+
+@pytest.mark.parametrize("path", real_files())
+def test_reader_real_file(path):
+    from test_io import check_against_observed
+
+    signals = OBSERVED[path]
+    exp = expected_image(signals)
+    reader = get_reader(str(path))
+    if path.suffix.lower() in (".tif", ".tiff") and (exp is None or not exp.is_calibrated):
+        assert reader is None  # napari's builtin TIFF reader takes uncalibrated TIFFs
+        return
+    assert callable(reader)
+    if exp is None:
+        with pytest.raises(MicrographReadError, match="not an image") as info:
+            reader(str(path))
+        assert path.name in str(info.value)
+        return
+    layers = reader(str(path))
+    assert len(layers) == 1
+    data, kwargs, kind = layers[0]
+    assert kind == "image"
+    assert len(kwargs["scale"]) == len(kwargs["translate"]) == len(kwargs["units"]) == data.ndim
+    assert kwargs["axis_labels"][-2:] == ("y", "x")
+    assert kwargs["name"]
+    # same numbers as rosettasciio observed, in the layer's own units
+    units = tuple(u.replace("um", "µm").replace("angstrom", "Å").replace("pixel", "px") for u in kwargs["units"])
+    cal = Calibration(kwargs["scale"], units, kwargs["translate"])
+    check_against_observed(path, data.shape, cal)
+    md = kwargs["metadata"]
+    assert md["path"] == str(path) and "original_metadata" not in md
+    assert len(md) < 20
+
+
+def test_get_reader_ignores_other_files(tmp_path):
+    assert get_reader(str(tmp_path / "x.png")) is None
+    assert get_reader([str(tmp_path / "a.dm4"), str(tmp_path / "b.dm4")]) is None
+    (tmp_path / "d.dm4").mkdir()
+    assert get_reader(str(tmp_path / "d.dm4")) is None
+
+
+def test_reader_bad_input(tmp_path, shared):
+    from test_io import bad_inputs
+
+    source = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
+    for what, path in bad_inputs(tmp_path, source).items():
+        def attempt(p=path):
+            reader = get_reader(str(p))
+            if reader is None:
+                return None
+            with pytest.raises(MicrographReadError) as info:
+                reader(str(p))
+            return str(info.value)
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            msg = pool.submit(attempt).result(timeout=30)
+        if path.suffix == ".tif" or path.is_dir():
+            assert msg is None, what  # left to napari's builtin reader / not a file
+        else:
+            assert msg is not None and str(path) in msg, (what, msg)
+
+
+def test_sample_data():
+    pytest.importorskip("hyperspy_mmdl.synthetic")
+    from napari_mmdl._sample_data import sample_polycrystal, sample_polycrystal_stack
+
+    (img, ikw, ikind), (lab, lkw, lkind) = sample_polycrystal()
+    assert (ikind, lkind) == ("image", "labels")
+    assert img.shape == lab.shape == (512, 512) and img.dtype == np.float32
+    assert ikw["scale"] == (10.0, 10.0) and ikw["units"] == ("nm", "nm")
+    assert lab.max() > 10 and (lab == 0).any()
+    (stack, skw, _), (slab, _, _) = sample_polycrystal_stack()
+    assert stack.shape == slab.shape == (5, 256, 256)
+    assert skw["scale"] == (1.0, 10.0, 10.0) and skw["axis_labels"] == ("frame", "y", "x")
+    assert not np.array_equal(stack[0], stack[1])
+
+
+def test_demo_cli(tmp_path, capsys):
+    pytest.importorskip("hyperspy_mmdl.synthetic")
+    from hyperspy_mmdl.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--size", "128", "--pixel-size", "20"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "demo" / "polycrystal.tif").exists() and (tmp_path / "demo" / "polycrystal.hspy").exists()
+    assert out.count("shape (128, 128)") == 2 and out.count("pixel size 20×20 nm") == 2
+
+
+def test_viewer_opens_dm4_stack(make_napari_viewer, shared):
+    path = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-mmdl")
+    assert len(layers) == 1
+    layer = layers[0]
+    assert layer.data.shape == (66, 65, 64)
+    np.testing.assert_allclose(layer.scale, (4.0, 3.0, 2.0))
+    np.testing.assert_allclose(layer.translate, (0.0, 0.0, 0.0))
+    assert tuple(str(u) for u in layer.units) == ("micrometer", "nanometer", "picometer")
+    assert tuple(layer.axis_labels) == ("z", "y", "x")
+    assert layer.name == "image3D_int16_64,65,66"
+
+
+def test_viewer_opens_dm_tiff_with_offsets(make_napari_viewer, shared):
+    path = shared("rosettasciio_dm_tiff", "tiff", "test_loading_image_saved_with_DM.tif")
+    viewer = make_napari_viewer()
+    layer = viewer.open(str(path), plugin="napari-mmdl")[0]
+    np.testing.assert_allclose(layer.scale, (0.16867469, 0.16867469), rtol=1e-6)
+    np.testing.assert_allclose(layer.translate, (128.19276, 139.66264), rtol=1e-6)
+    assert tuple(str(u) for u in layer.units) == ("micrometer", "micrometer")
