@@ -104,6 +104,7 @@ def test_demo_cli(tmp_path, capsys):
     assert out.count("shape (128, 128)") == 2 and out.count("pixel size 20×20 nm") == 2
 
 
+@pytest.mark.gui
 def test_viewer_opens_dm4_stack(make_napari_viewer, shared):
     path = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
     viewer = make_napari_viewer()
@@ -118,6 +119,7 @@ def test_viewer_opens_dm4_stack(make_napari_viewer, shared):
     assert layer.name == "image3D_int16_64,65,66"
 
 
+@pytest.mark.gui
 def test_viewer_opens_dm_tiff_with_offsets(make_napari_viewer, shared):
     path = shared("rosettasciio_dm_tiff", "tiff", "test_loading_image_saved_with_DM.tif")
     viewer = make_napari_viewer()
