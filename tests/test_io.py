@@ -249,3 +249,22 @@ def test_hyperspy_signal_types(tmp_path, shared, capsys):
     assert s.axes_manager.signal_axes[0].units == "pm" and s.axes_manager.signal_axes[1].scale == 3.0
     assert s.metadata.General.title == "image3D_int16_64,65,66"
     assert type(load_signal(path, lazy=True)) is LazyMicrostructure
+
+
+@pytest.mark.parametrize("shape", [(20, 30), (3, 20, 30)])
+def test_emd_ncem(tmp_path, shape):
+    import hyperspy.api as hs
+
+    data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    s = hs.signals.Signal2D(data)
+    for ax, (scale, unit) in zip(s.axes_manager._axes[::-1], [(0.25, "nm"), (0.5, "nm"), (2.0, "s")]):
+        ax.scale, ax.units = scale, unit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s.save(tmp_path / "x.emd")
+    img = _load_quiet(tmp_path / "x.emd")
+    np.testing.assert_array_equal(img.data, data)
+    assert img.calibration.pixel_size == (0.5, 0.25) and img.calibration.unit == "nm"
+    if len(shape) == 3:  # NCEM EMD stacks come back as 3-D signals: the first axis is the frame axis
+        assert img.calibration.navigate == (True, False, False)
+        assert img.calibration.units[0] == "s" and img.calibration.scale[0] == 2.0

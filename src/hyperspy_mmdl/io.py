@@ -156,7 +156,9 @@ def _describe(signal) -> str:
 
 def _is_image(signal) -> bool:
     am = signal.axes_manager
-    if am.signal_dimension != 2 or am.navigation_dimension > 1:
+    # NCEM EMD (and some HDF5) stacks come back as 3-D signals: the first axis is then the frame axis
+    stack_as_signal = am.signal_dimension == 3 and am.navigation_dimension == 0
+    if not stack_as_signal and (am.signal_dimension != 2 or am.navigation_dimension > 1):
         return False
     for ax in am._axes:
         u = ax.units if isinstance(ax.units, str) else ""
