@@ -268,3 +268,15 @@ def test_emd_ncem(tmp_path, shape):
     if len(shape) == 3:  # NCEM EMD stacks come back as 3-D signals: the first axis is the frame axis
         assert img.calibration.navigate == (True, False, False)
         assert img.calibration.units[0] == "s" and img.calibration.scale[0] == 2.0
+
+
+
+def test_calibration_from_undefined_axes(shared):
+    import hyperspy.api as hs
+
+    path = shared("rosettasciio_dm_tiff", "tiff", "test_loading_image_saved_with_imageJ_no_scale.tif")
+    cal = hs.load(path, signal_type="microstructure").calibration
+    assert cal.units == ("px", "px") and not cal.is_calibrated
+    cal = Calibration.from_axes([dict(name="<undefined>", index_in_array=0, units=None, navigate=True),
+                                 dict(name=None, index_in_array=1), dict(name="x", index_in_array=2, units="nm")])
+    assert cal.names == ("frame", "y", "x") and cal.units == ("px", "px", "nm")

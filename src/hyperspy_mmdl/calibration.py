@@ -166,11 +166,18 @@ class Calibration:
     def from_axes(cls, axes: Sequence[dict]) -> "Calibration":
         """From rosettasciio / HyperSpy axis dicts (any order; sorted by ``index_in_array``)."""
         axes = sorted(axes, key=lambda a: a.get("index_in_array", 0))
+        n = len(axes)
+        default = cls.uncalibrated(n).names if n else ()
+
+        def name(i, a):  # "<undefined>" (HyperSpy/TIFF) or missing names get the default y, x, frame
+            text = str(a.get("name") or "").strip()
+            return default[i] if text.strip("<>").lower() in ("", "undefined", "t.b.d.") else text
+
         return cls(
             scale=tuple(float(a.get("scale", 1.0) or 1.0) for a in axes),
-            units=tuple(a.get("units") for a in axes),
+            units=tuple(a.get("units") if isinstance(a.get("units"), str) else None for a in axes),
             offset=tuple(float(a.get("offset", 0.0) or 0.0) for a in axes),
-            names=tuple(str(a.get("name") or f"axis{i}") for i, a in enumerate(axes)),
+            names=tuple(name(i, a) for i, a in enumerate(axes)),
             navigate=tuple(bool(a.get("navigate", False)) for a in axes),
         )
 
