@@ -280,3 +280,18 @@ def test_calibration_from_undefined_axes(shared):
     cal = Calibration.from_axes([dict(name="<undefined>", index_in_array=0, units=None, navigate=True),
                                  dict(name=None, index_in_array=1), dict(name="x", index_in_array=2, units="nm")])
     assert cal.names == ("frame", "y", "x") and cal.units == ("px", "px", "nm")
+
+
+def test_lazy_stacks(shared, monkeypatch):
+    import hyperspy_mmdl.io as mmdl_io
+
+    path = shared("rosettasciio_dm_tiff", "tiff", "sem_Zeiss", "ZEISS_SEM_multipage.tif")
+    lazy = load(path, lazy=True)
+    assert lazy.is_lazy and lazy.data.shape == (2, 1536, 2048)
+    assert lazy.calibration.pixel_size == pytest.approx((12.326225, 12.326225)) and lazy.calibration.unit == "nm"
+    eager = load(path)
+    np.testing.assert_array_equal(np.asarray(lazy.data[1]), eager.data[1])
+    monkeypatch.setattr(mmdl_io, "LAZY_AUTO_BYTES", 1024)  # auto: lazy above the size limit
+    assert load(path, lazy=None).is_lazy
+    s = load_signal(path, lazy=None)
+    assert s._lazy and s.axes_manager.navigation_shape == (2,)
