@@ -127,3 +127,14 @@ def test_viewer_opens_dm_tiff_with_offsets(make_napari_viewer, shared):
     np.testing.assert_allclose(layer.scale, (0.16867469, 0.16867469), rtol=1e-6)
     np.testing.assert_allclose(layer.translate, (128.19276, 139.66264), rtol=1e-6)
     assert tuple(str(u) for u in layer.units) == ("micrometer", "micrometer")
+
+
+def test_uncalibrated_tiff_left_to_napari_quietly(shared, recwarn):
+    path = shared("rosettasciio_dm_tiff", "tiff", "test_loading_image_saved_with_imageJ_no_scale.tif")
+    assert get_reader(str(path)) is None
+    assert not [w for w in recwarn if "pixel units" in str(w.message)]
+    calibrated = shared("rosettasciio_dm_tiff", "tiff", "olympus_SIS.tif")
+    reader = get_reader(str(calibrated))
+    with pytest.warns(UserWarning, match="holds 2 signals"):  # the probe's warning, when read
+        data, kwargs, _ = reader(str(calibrated))[0]
+    assert data.dtype == np.uint16 and kwargs["metadata"]["signal_index"] == 1

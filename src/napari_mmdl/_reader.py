@@ -28,7 +28,7 @@ LAZY_BYTES = 64 * 2**20
 def get_reader(path):
     """Return :func:`read_micrograph` for a file we read, else None.
 
-    For ``.tif``/``.tiff`` the file is opened (lazily) to see whether it carries
+    For ``.tif``/``.tiff`` the file is opened (lazily when large) to see whether it carries
     a calibration; without one napari's builtin reader is a better choice.
     """
     if isinstance(path, (list, tuple)):
@@ -42,12 +42,20 @@ def get_reader(path):
         return None
     if p.suffix.lower() in _TIFF:
         try:
-            img = _load(p)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                img = _load(p)
         except Exception:  # noqa: BLE001 - napari's builtin reader may still open it
             return None
         if not img.calibration.is_calibrated:
-            return None
-        return lambda _path: [_layer_tuple(img)]
+            return None  # quietly: napari's builtin reader opens it
+
+        def read_probed_tiff(_path):
+            for w in caught:  # the probe's warnings, shown now that this reader is used
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            return [_layer_tuple(img)]
+
+        return read_probed_tiff
     return read_micrograph
 
 
@@ -55,9 +63,8 @@ def _load(path: Path):
     from hyperspy_mmdl.io import load
 
     size = path.stat().st_size if path.is_file() else 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return load(path, lazy=size > LAZY_BYTES)
+    # io's warnings (several signals in the file, pixel units, RGB/complex conversion) reach napari's notifications
+    return load(path, lazy=size > LAZY_BYTES)
 
 
 def _layer_tuple(img) -> tuple:
