@@ -295,3 +295,30 @@ def test_lazy_stacks(shared, monkeypatch):
     assert load(path, lazy=None).is_lazy
     s = load_signal(path, lazy=None)
     assert s._lazy and s.axes_manager.navigation_shape == (2,)
+
+
+# DM data-type keys of rosettasciio's generated test files -> numpy dtype after io.load
+# (upstream generate_dm_testing_files.py; complex -> float32 magnitude, bool -> uint8)
+_DM_KEYS = {1: np.int16, 2: np.float32, 3: np.float32, 5: np.float32, 6: np.uint8, 7: np.int32, 9: np.int8,
+            10: np.uint16, 11: np.uint32, 12: np.float64, 13: np.float32, 14: np.uint8, 27: np.float32,
+            28: np.float32}
+
+
+@pytest.mark.parametrize("dim", ["2D", "3D"])
+def test_dm_dtype_table(shared, dim):
+    folder = shared("rosettasciio_dm_tiff", "digitalmicrograph", dim)
+    n = 0
+    for key, dtype in _DM_KEYS.items():
+        for suffix in (".dm3", ".dm4"):
+            path = folder / f"test-{key}{suffix}"
+            if not path.exists():  # 27 and 28 exist as dm4 only
+                continue
+            img = _load_quiet(path)
+            assert img.data.dtype == dtype, path
+            expected = np.arange(1, img.data.size + 1).reshape(img.data.shape)
+            if key == 14:
+                expected = np.ones_like(expected)  # bool ramp: all True
+            if key not in (27, 28):  # packed FFTs hold another layout
+                np.testing.assert_allclose(img.data, expected, err_msg=str(path))
+            n += 1
+    assert n == 26
