@@ -93,14 +93,17 @@ class Image:
 # ----------------------------------------------------------------------------- reading
 @contextmanager
 def _quiet_hyperspy():
-    """Silence HyperSpy's log lines (errors are re-raised as MicrographReadError)."""
-    logger = logging.getLogger("hyperspy")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """Silence HyperSpy's and rosettasciio's log lines (errors become MicrographReadError,
+    missing calibration a warning of :func:`load`)."""
+    loggers = [logging.getLogger(name) for name in ("hyperspy", "rsciio")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _check_path(path: Path) -> None:
