@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
