@@ -162,7 +162,8 @@ def test_hspy_and_tiff_equal_zspy(stack, reference, zspy_run, tmp_path):
     names = sorted(p.name for p in (out / "labels").iterdir())
     assert len(names) == 2 and names[0].startswith("stack")
     for name in names:
-        np.testing.assert_array_equal(_labels(out / "labels" / name), _labels(zspy_run / "labels" / "stack.zspy"))
+        np.testing.assert_array_equal(_labels(out / "labels" / name),
+                                      _labels(zspy_run / "labels" / "stack.zspy"))
 
 
 def test_real_dm_stacks_equal_frame_by_frame_calls(shared, tmp_path):
@@ -498,7 +499,8 @@ def test_classify_and_predict_pce_per_frame(small_stack, tmp_path, monkeypatch):
 
     def load(path, device="cpu", model=None):  # the tiny test models are not in the registry
         loads.append(str(path))
-        return real(path, device=device, model=TinyFusion() if Path(path).name == "pce.pt" else TinyClassifier())
+        model = TinyFusion() if Path(path).name == "pce.pt" else TinyClassifier()
+        return real(path, device=device, model=model)
 
     monkeypatch.setattr(checkpoint, "load_checkpoint", load)
     inference.clear_cache()

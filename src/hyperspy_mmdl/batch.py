@@ -56,11 +56,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import math
 import os
 import platform
 import shutil
-import sys
 import threading
 import time
 import traceback
@@ -1093,7 +1091,6 @@ def _assemble(out: Path, plan: list[dict], items: list[dict], records: dict, sha
 
 def _assemble_grains(out: Path, items, records, shard_dir: Path) -> dict:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     pq_path, csv_path = out / "grains.parquet", out / "grains.csv"
