@@ -944,7 +944,12 @@ def run_batch(
     (out / LABELS).mkdir(exist_ok=True)
     with _OutputLock(out):
         _remove_leftovers(out)
-        return _run_locked(inputs, out, params, executor, checksum, progress, cancel, on_progress, command)
+        try:
+            return _run_locked(inputs, out, params, executor, checksum, progress, cancel, on_progress,
+                               command)
+        finally:
+            with _OPEN_LOCK:  # let go of the inputs opened in this process (h5py/zarr handles)
+                _OPEN.clear()
 
 
 def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, progress, cancel,
