@@ -71,10 +71,10 @@ def find_target_layer(model, example):
     """The layer whose activations Grad-CAM uses: the end of the last convolutional block.
 
     The model is run once on ``example``; among the modules that finish after
-    the last ``Conv2d`` runs, the last one that still returns a 4-D map of
-    that convolution's spatial size is chosen (the block output after its
-    activation, the residual addition or an attention module), never the
-    whole model.
+    the last ``Conv2d`` runs, the last one that still returns a 4-D map larger
+    than 1×1 is chosen (the output of the block holding that convolution,
+    after its activation, pooling, residual sum or attention module), never
+    the whole model.
 
     Parameters
     ----------
@@ -103,15 +103,12 @@ def find_target_layer(model, example):
         raise ValueError(f"{type(model).__name__} has no convolutional layer with a spatial output; "
                          "Grad-CAM needs one (for transformers use method='external')")
     last = conv_idx[-1]
-    _, conv, cshape = trace[last]
     chosen = trace[last]
     for name, mod, shape in trace[last + 1:]:
-        if mod is model:
-            continue
-        if len(shape) == 4 and shape[0] == cshape[0] and shape[-2:] == cshape[-2:]:
+        # the end of the block that holds the last convolution: activation, pooling, residual
+        # sum or an attention module that crops its padded maps back; never the whole model
+        if mod is not model and len(shape) == 4 and shape[-2] * shape[-1] > 1:
             chosen = (name, mod, shape)
-        elif len(shape) == 4 and shape[-2:] != cshape[-2:]:
-            break
     return chosen[0], chosen[1]
 
 
@@ -478,6 +475,12 @@ def modality_attributions(images, calibration, model, composition=None, process=
     cache = {}
 
     def f(on: frozenset):
+        if on not in cache and not on:
+            try:  # the model may refuse to switch every branch off: f(0) from its regressor then
+                inf.predict_pce(None, None, pred, composition=composition, process=process,
+                                mask=list(inf.MODALITIES))
+            except ValueError:
+                cache[on] = (_all_off(pred), None)
         if on not in cache:
             off = [m for m in inf.MODALITIES if m not in on]
             pce, w = inf.predict_pce(None if "image" not in on else images, calibration, pred,
@@ -506,3 +509,19 @@ def modality_attributions(images, calibration, model, composition=None, process=
     return {"pce": total, "baseline": f(frozenset()),
             "shapley": shapley,
             "fusion_weights": {mod: weights[..., j] for j, mod in enumerate(inf.MODALITIES)}}
+
+
+def _all_off(pred) -> float:
+    """PCE with every branch switched off: the regressor applied to a zero fused vector (SPEC §1.1.5)."""
+    import torch
+
+    head = getattr(pred.model, "regressor", None)
+    first = next((m for m in head.modules() if isinstance(m, torch.nn.Linear)), None) if head is not None else None
+    if first is None:
+        raise ValueError(f"{pred.card.architecture}: cannot evaluate the model with every modality off "
+                         "(no 'regressor' head); Shapley values need that baseline")
+    with torch.inference_mode():
+        z = torch.zeros(1, first.in_features, device=pred.device)
+        out = head(z).float().reshape(-1)[0].item()
+    extra = pred.card.extra or {}
+    return out * float(extra.get("target_std", 1.0)) + float(extra.get("target_mean", 0.0))
