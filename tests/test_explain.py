@@ -215,3 +215,25 @@ def test_gradcam_in_parallel_threads(trained):
         got = list(pool.map(lambda p: explain.attention_map(p, None, pred, "gradcam", target=1), positives[:6]))
     for a, b in zip(ref, got):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_registry_models_attention_and_fusion():
+    """The real zoo: EANet's external attention on the patch grid; PSC-Fusion PCE, gates and Shapley sums."""
+    models = pytest.importorskip("hyperspy_mmdl.models")
+    from test_inference import COMP, PROC, VOCAB
+
+    torch.manual_seed(0)
+    eanet = models.create("eanet", num_classes=3, in_chans=1).eval()
+    card = dict(CARD, architecture="eanet", input_size=[1, 224, 224], normalization="minmax",
+                class_names=["a", "b", "c"])
+    img = np.random.default_rng(0).random((240, 230)).astype(np.float32)
+    ext = explain.attention_map(img, None, inf.Predictor(eanet, card, device="cpu"), "external")
+    assert ext.shape == img.shape and np.isfinite(ext).all() and ext.max() == pytest.approx(1)
+    fusion = models.create("psc_fusion", num_classes=1, in_chans=1, composition_dim=6, process_sizes=[3, 3])
+    pcard = dict(architecture="psc_fusion", task="regress-pce", input_size=[1, 224, 224],
+                 normalization="minmax", vocabularies=VOCAB, extra={"target_mean": 15.0, "target_std": 2.0})
+    pred = inf.Predictor(fusion.eval(), pcard, device="cpu")
+    pce, w = inf.predict_pce(img, None, pred, composition=COMP, process=PROC)
+    assert np.isfinite(pce) and w.shape == (3,) and ((w > 0) & (w < 1)).all()
+    res = explain.modality_attributions(img, None, pred, COMP, PROC)
+    np.testing.assert_allclose(sum(res["shapley"].values()), res["pce"] - res["baseline"], atol=1e-4)
