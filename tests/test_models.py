@@ -132,6 +132,13 @@ def test_psc_encoder_shapes():
     assert att["cbam_spatial"].shape == (1, 112, 112)
 
 
+def test_psc_encoder_head():
+    m = models.create("psc_encoder", num_classes=3, head=True)
+    assert m(torch.zeros(2, 1, 32, 32)).shape == (2, 3)
+    with pytest.raises(ValueError, match="head=True"):
+        models.create("psc_encoder", num_classes=3)
+
+
 def test_vgg_grain_head_and_size_error():
     m = models.create("vgg_grain")
     assert [(l.in_features, l.out_features) for l in m.classifier if isinstance(l, torch.nn.Linear)] == \

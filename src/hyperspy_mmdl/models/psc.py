@@ -184,6 +184,9 @@ class PSCFusion(nn.Module):
 @register_model(input_size=(1, 224, 224), num_classes=32)
 def psc_encoder(num_classes=32, in_chans=1, attention="cbam", reduction=4, head=False):
     """[PSC] image encoder g1 (≈79.4 k params); returns the 32-d v1, or logits when ``head=True``."""
+    if not head and num_classes != 32:
+        raise ValueError(f"psc_encoder without head returns the 32-d feature v1; got num_classes="
+                         f"{num_classes}: pass head=True for a {num_classes}-class linear head")
     return PSCEncoder(in_chans, attention, reduction, 32, num_classes if head else None)
 
 
