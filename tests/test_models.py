@@ -326,3 +326,12 @@ def test_deterministic_under_seed(name):
     _, c = _run(name, cfg, size, 1, seed=4)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not torch.allclose(a, c)
+
+
+def test_cli_models_prints_params_and_flops(capsys):
+    from hyperspy_mmdl.cli import main
+
+    assert main(["models", "psc_encoder", "resnet50"]) == 0
+    out = capsys.readouterr().out
+    assert "79,442" in out and "23,557,208" in out
+    assert " 4.110" in out  # resnet50 GMACs at 3×224×224
