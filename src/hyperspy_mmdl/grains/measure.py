@@ -1,0 +1,250 @@
+"""Per-grain measurements of a label image, ImageJ-exact by default.
+
+``measure(labels, calibration)`` returns one row per label with the columns of
+:data:`COLUMNS`, in calibrated units (``df.attrs["units"]``).
+
+``convention="imagej"`` reproduces ImageJ 1.53t *Analyze Particles* (Area,
+X, Y, Perim., Major, Minor, Angle, Circ., Feret, FeretAngle, MinFeret, AR,
+Round, Solidity) to floating-point precision; the port lives in
+:mod:`hyperspy_mmdl.grains._imagej`. Conventions:
+
+* each label is one particle. A label whose pixels form several 8-connected
+  pieces (ImageJ would report each piece as its own particle) is measured as a
+  whole: area, centroid and ellipse over all its pixels, perimeter = sum of the
+  traced outer outlines of the pieces, Feret, MinFeret and solidity from the
+  convex hull of all the outlines. Holes are not part of the area; perimeter
+  and Feret use the outer outline only (as ImageJ without "Include holes").
+* centroid = (mean pixel index + 0.5) × pixel size, i.e. ImageJ's X, Y with the
+  origin at the image corner; calibration offsets are ignored, as ImageJ does.
+* non-square pixels (sizes differing by ≥ 1 %): ImageJ reports Major = Minor =
+  0 there; here the ellipse is fitted to the calibrated moments (pixel extent
+  ``sx²/12``, ``sy²/12``) and scaled to the calibrated area, and the angle is
+  measured in physical space. Perimeter, Feret and MinFeret use the calibrated
+  outline like ImageJ.
+
+``convention="skimage"`` uses :func:`skimage.measure.regionprops_table` with
+``spacing``: ``perimeter`` through pixel centres (4-connected Crofton-free
+estimate, 0 for single pixels), axes ``4√λ`` without the 1/12 term or area
+equalisation, ``feret_diameter_max`` from marching squares of the convex image
+(min_feret and feret_angle are NaN), solidity = area / convex-image pixels,
+angle = ``degrees(orientation) + 90`` folded into [0, 180), centroid in world
+coordinates (offset + index × pixel size, pixel centres, as napari).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..calibration import Calibration
+
+__all__ = ["measure", "COLUMNS"]
+
+COLUMNS = ("label", "area", "centroid_x", "centroid_y", "perimeter", "major_axis", "minor_axis", "angle",
+           "circularity", "feret", "feret_angle", "min_feret", "aspect_ratio", "roundness", "solidity", "ecd",
+           "touches_border")
+
+
+def _calibration(calibration, shape):
+    if calibration is None:
+        return Calibration((1.0, 1.0), ("px", "px"))
+    if isinstance(calibration, (int, float)):
+        return Calibration.from_pixel_size(float(calibration), "px")
+    if not isinstance(calibration, Calibration):
+        raise TypeError(f"calibration must be a Calibration or None, got {type(calibration).__name__}")
+    return calibration.image
+
+
+def _check_labels(labels):
+    lab = np.asarray(labels)
+    if lab.ndim != 2:
+        raise ValueError(f"labels must be a 2-D label image, got shape {lab.shape}")
+    if lab.dtype == bool:
+        from skimage.measure import label
+
+        lab = label(lab, connectivity=2)
+    if not np.issubdtype(lab.dtype, np.integer):
+        if not np.all(np.mod(lab, 1) == 0):
+            raise ValueError("labels must hold integers (a label image), got non-integer values")
+        lab = lab.astype(np.int64)
+    if lab.size and lab.min() < 0:
+        raise ValueError("labels must be non-negative (0 is background)")
+    return lab
+
+
+def _units(cal):
+    u = cal.unit
+    return {"area": cal.area_unit, "centroid_x": u, "centroid_y": u, "perimeter": u, "major_axis": u,
+            "minor_axis": u, "angle": "deg", "feret": u, "feret_angle": "deg", "min_feret": u, "ecd": u,
+            "circularity": "", "aspect_ratio": "", "roundness": "", "solidity": "", "label": "",
+            "touches_border": ""}
+
+
+def measure(labels, calibration: Calibration | None = None, convention: str = "imagej", exclude_border: bool = False,
+            min_area: float | None = None):
+    """Measure every labelled grain.
+
+    Parameters
+    ----------
+    labels : (H, W) array of int (or bool)
+        Label image, 0 = background. A boolean image is labelled with
+        8-connectivity first (ImageJ's particles).
+    calibration : Calibration, optional
+        Pixel size and unit of the image axes; pixels when omitted.
+    convention : {"imagej", "skimage"}
+        ``"imagej"``: ImageJ 1.53t Analyze Particles definitions (see the
+        module docstring); ``"skimage"``: regionprops with ``spacing``.
+    exclude_border : bool
+        Drop grains touching the image edge (ImageJ "Exclude on edges").
+    min_area : float, optional
+        Drop grains smaller than this area, in calibrated units² (``"0.1 µm²"``
+        strings are not parsed; convert first).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`COLUMNS`, one row per label in increasing label order.
+        ``attrs``: ``units``, ``image_shape``, ``image_area`` (the analysed image
+        area, calibrated), ``convention``, ``pixel_size`` ((y, x)).
+    """
+    import pandas as pd
+
+    lab = _check_labels(labels)
+    cal = _calibration(calibration, lab.shape)
+    if convention == "imagej":
+        table = _measure_imagej(lab, cal)
+    elif convention == "skimage":
+        table = _measure_skimage(lab, cal)
+    else:
+        raise ValueError(f"convention must be 'imagej' or 'skimage', got {convention!r}")
+    df = pd.DataFrame(table, columns=list(COLUMNS))
+    df["label"] = df["label"].astype(np.int64)
+    df["touches_border"] = df["touches_border"].astype(bool)
+    if exclude_border:
+        df = df[~df["touches_border"]]
+    if min_area is not None:
+        df = df[df["area"] >= float(min_area)]
+    df = df.reset_index(drop=True)
+    sy, sx = cal.pixel_size
+    df.attrs["units"] = _units(cal)
+    df.attrs["image_shape"] = tuple(int(s) for s in lab.shape)
+    df.attrs["image_area"] = float(lab.shape[0] * lab.shape[1] * sy * sx)
+    df.attrs["convention"] = convention
+    df.attrs["pixel_size"] = (sy, sx)
+    return df
+
+
+def _empty():
+    return {c: np.zeros(0) for c in COLUMNS}
+
+
+def _label_index(lab):
+    """Row index per label value (dense lookup table) and the present label values."""
+    top = int(lab.max()) if lab.size else 0
+    if top > 4 * lab.size + 1024:  # sparse huge values: relabel
+        values, inverse = np.unique(lab, return_inverse=True)
+        lab = inverse.reshape(lab.shape).astype(np.int64)
+        return _label_index(lab)[:2] + (values,)
+    return lab, top, None
+
+
+def _measure_imagej(lab, cal):
+    from skimage.measure import label as connected
+
+    from ._imagej import ellipse, outline_measures, raster_sums
+
+    sy, sx = cal.pixel_size
+    lab, top, original = _label_index(lab)
+    if top == 0:
+        return _empty()
+    lab = np.ascontiguousarray(lab, dtype=np.int64 if lab.dtype.itemsize > 4 else np.int32)
+    index = np.arange(top + 1, dtype=np.int64)
+    sums, first = raster_sums(lab, index, top + 1)
+    present = np.flatnonzero(sums[:, 0] > 0)
+    present = present[present > 0]
+    sums, first = sums[present], first[present]
+    n = sums[:, 0]
+    mean_x = sums[:, 1] / n
+    mean_y = sums[:, 2] / n
+    mx2 = sums[:, 3] / n - mean_x ** 2
+    my2 = sums[:, 4] / n - mean_y ** 2
+    mxy = sums[:, 5] / n - mean_x * mean_y
+    cx = sums[:, 6] + mean_x
+    cy = sums[:, 7] + mean_y
+
+    # 8-connected pieces of each label: normally one, whose first pixel is the label's first pixel
+    comps = connected(lab, connectivity=2, background=0)
+    ncomp = int(comps.max())
+    if ncomp == len(present):
+        starts = first
+        groups = np.arange(len(present) + 1, dtype=np.int64)
+    else:
+        cindex = np.arange(ncomp + 1, dtype=np.int64)
+        csums, cfirst = raster_sums(comps, cindex, ncomp + 1)
+        cfirst = cfirst[1:]
+        parent = lab.ravel()[cfirst]
+        order = np.lexsort((cfirst, parent))
+        starts = cfirst[order]
+        row_of = np.full(top + 1, -1, dtype=np.int64)
+        row_of[present] = np.arange(len(present))
+        groups = np.searchsorted(row_of[parent[order]], np.arange(len(present) + 1)).astype(np.int64)
+    max_vertices = int(4 * n.max() + 8) * max(1, int(np.diff(groups).max()))
+    out = outline_measures(lab, starts.astype(np.int64), present.astype(np.int64), groups, float(sx), float(sy),
+                           max_vertices)
+    perimeter, feret, feret_angle, min_feret = out[:, 0], out[:, 1], out[:, 2], out[:, 3]
+    hull_area, bw, bh = out[:, 6], out[:, 7], out[:, 8]
+
+    area = n * sx * sy
+    if cal.is_square:
+        # EllipseFitter.getMoments: x2sum += 0.08333333 * bitCount
+        major, minor, angle = ellipse(n, mx2 + 0.08333333, my2 + 0.08333333, mxy, bw, bh)
+        major, minor = major * sx, minor * sx
+    else:  # ellipse of the calibrated moments (ImageJ: Major = Minor = 0), in units u = sqrt(sx*sy)
+        rx, ry = math.sqrt(sx / sy), math.sqrt(sy / sx)
+        major, minor, angle = ellipse(n, (mx2 + 1 / 12) * rx * rx, (my2 + 1 / 12) * ry * ry, mxy, bw * rx, bh * ry)
+        major, minor = major * math.sqrt(sx * sy), minor * math.sqrt(sx * sy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        circ = np.where(perimeter > 0, 4 * math.pi * area / perimeter ** 2, 0.0)
+        circ = np.minimum(circ, 1.0)
+        ar = major / minor
+        roundness = 4 * area / (math.pi * major ** 2)
+        solidity = np.where(hull_area > 0, n / hull_area, np.nan)
+    labels_out = present if original is None else original[present]
+    return {
+        "label": labels_out, "area": area, "centroid_x": (cx + 0.5) * sx, "centroid_y": (cy + 0.5) * sy,
+        "perimeter": perimeter, "major_axis": major, "minor_axis": minor, "angle": angle,
+        "circularity": circ, "feret": feret, "feret_angle": feret_angle, "min_feret": min_feret,
+        "aspect_ratio": ar, "roundness": roundness, "solidity": solidity, "ecd": 2 * np.sqrt(area / math.pi),
+        "touches_border": sums[:, 8] > 0,
+    }
+
+
+def _measure_skimage(lab, cal):
+    from skimage.measure import regionprops_table
+
+    sy, sx = cal.pixel_size
+    oy, ox = cal.offset
+    if not lab.any():
+        return _empty()
+    props = regionprops_table(lab, spacing=(sy, sx), properties=(
+        "label", "area", "centroid", "perimeter", "axis_major_length", "axis_minor_length", "orientation",
+        "feret_diameter_max", "solidity", "bbox"))
+    area = props["area"]
+    perim = props["perimeter"]
+    major, minor = props["axis_major_length"], props["axis_minor_length"]
+    h, w = lab.shape
+    touches = (props["bbox-0"] == 0) | (props["bbox-1"] == 0) | (props["bbox-2"] == h) | (props["bbox-3"] == w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        circ = np.where(perim > 0, np.minimum(4 * math.pi * area / perim ** 2, 1.0), 0.0)
+        ar = major / minor
+        roundness = 4 * area / (math.pi * major ** 2)
+    nan = np.full(len(area), np.nan)
+    return {
+        "label": props["label"], "area": area, "centroid_x": ox + props["centroid-1"],
+        "centroid_y": oy + props["centroid-0"], "perimeter": perim, "major_axis": major, "minor_axis": minor,
+        "angle": np.mod(np.degrees(props["orientation"]) + 90.0, 180.0), "circularity": circ,
+        "feret": props["feret_diameter_max"], "feret_angle": nan, "min_feret": nan, "aspect_ratio": ar,
+        "roundness": roundness, "solidity": props["solidity"], "ecd": 2 * np.sqrt(area / math.pi),
+        "touches_border": touches,
+    }
