@@ -390,3 +390,54 @@ def ellipse(n, mx2, my2, mxy, bw, bh):
         minor = np.where(thin, np.minimum(rw, rh), minor)
         angle = np.where(thin, np.where(rw < rh, 90.0, 0.0), angle)
     return major, minor, angle
+
+
+@numba.njit(cache=True, nogil=True)
+def component_starts(lab):
+    """First pixel (flat index, raster order) of every 8-connected piece of equal label.
+
+    A flood fill from each unvisited labelled pixel, like the particle
+    analyzer's scan-and-fill (``FloodFiller.particleAnalyzerFill``). Returns the
+    flat indices; ``lab.ravel()[starts]`` gives their labels.
+    """
+    h, w = lab.shape
+    visited = np.zeros((h, w), dtype=np.uint8)
+    starts = np.empty(1024, dtype=np.int64)
+    ns = 0
+    stack = np.empty(1024, dtype=np.int64)
+    for y0 in range(h):
+        for x0 in range(w):
+            v = lab[y0, x0]
+            if v <= 0 or visited[y0, x0]:
+                continue
+            if ns == starts.shape[0]:
+                bigger = np.empty(2 * ns, dtype=np.int64)
+                bigger[:ns] = starts
+                starts = bigger
+            starts[ns] = y0 * w + x0
+            ns += 1
+            visited[y0, x0] = 1
+            top = 0
+            stack[top] = y0 * w + x0
+            top += 1
+            while top > 0:
+                top -= 1
+                p = stack[top]
+                y = p // w
+                x = p - y * w
+                for dy in range(-1, 2):
+                    yy = y + dy
+                    if yy < 0 or yy >= h:
+                        continue
+                    for dx in range(-1, 2):
+                        xx = x + dx
+                        if xx < 0 or xx >= w or visited[yy, xx] or lab[yy, xx] != v:
+                            continue
+                        visited[yy, xx] = 1
+                        if top == stack.shape[0]:
+                            bigger = np.empty(2 * top, dtype=np.int64)
+                            bigger[:top] = stack
+                            stack = bigger
+                        stack[top] = yy * w + xx
+                        top += 1
+    return starts[:ns]

@@ -150,9 +150,7 @@ def _label_index(lab):
 
 
 def _measure_imagej(lab, cal):
-    from skimage.measure import label as connected
-
-    from ._imagej import ellipse, outline_measures, raster_sums
+    from ._imagej import component_starts, ellipse, outline_measures, raster_sums
 
     sy, sx = cal.pixel_size
     lab, top, original = _label_index(lab)
@@ -174,15 +172,11 @@ def _measure_imagej(lab, cal):
     cy = sums[:, 7] + mean_y
 
     # 8-connected pieces of each label: normally one, whose first pixel is the label's first pixel
-    comps = connected(lab, connectivity=2, background=0)
-    ncomp = int(comps.max())
-    if ncomp == len(present):
+    cfirst = component_starts(lab)
+    if len(cfirst) == len(present):
         starts = first
         groups = np.arange(len(present) + 1, dtype=np.int64)
     else:
-        cindex = np.arange(ncomp + 1, dtype=np.int64)
-        csums, cfirst = raster_sums(comps, cindex, ncomp + 1)
-        cfirst = cfirst[1:]
         parent = lab.ravel()[cfirst]
         order = np.lexsort((cfirst, parent))
         starts = cfirst[order]
