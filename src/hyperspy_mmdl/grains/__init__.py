@@ -8,16 +8,8 @@
 
 from __future__ import annotations
 
+from .measure import measure  # light: numba is imported on first call
 from .segment import segment
 from .summarize import summarize
 
 __all__ = ["segment", "measure", "summarize"]
-
-
-def __getattr__(name):
-    # measure lives in its own module (ImageJ-exact measurement); imported on first use
-    if name == "measure":
-        from .measure import measure
-
-        return measure
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
