@@ -68,10 +68,10 @@ def _images(quick):
 
 def _baseline(image, sigma=1.0, h=2.0):
     """The same boundary pipeline with skimage building blocks on the whole image."""
+    from scipy import ndimage
     from skimage.filters import sato, threshold_otsu
     from skimage.morphology import h_maxima
     from skimage.segmentation import watershed
-    from scipy import ndimage
 
     g = image.astype(np.float32)
     g = (g - g.min()) / max(float(np.ptp(g)), 1e-9)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA
 
 FOLDERS = ("rosettasciio_dm_tiff", "ncempy_dm", "scifireaders_dm")

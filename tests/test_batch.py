@@ -18,16 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-try:  # written in parallel by other helpers; until they land there is nothing to batch
-    from hyperspy_mmdl.grains.measure import measure  # noqa: F401
-    from hyperspy_mmdl.grains.segment import segment  # noqa: F401
-    from hyperspy_mmdl.grains.summarize import summarize  # noqa: F401
-    from hyperspy_mmdl.io import load as _l  # noqa: F401
-    from hyperspy_mmdl.synthetic import polycrystal as _p  # noqa: F401
-except ImportError as _err:
-    pytest.skip(f"batch needs grains, io and synthetic: {_err}", allow_module_level=True)
-
-from hyperspy_mmdl.batch import (  # noqa: E402
+from hyperspy_mmdl.batch import (
     BatchParameters,
     file_checksum,
     find_inputs,
@@ -483,7 +474,7 @@ def test_hyperspy_script_gets_the_cli_numbers(stack, zspy_run):
 
 def test_classify_and_predict_pce_per_frame(small_stack, tmp_path, monkeypatch):
     """Model outputs per frame equal direct inference calls; each model file loads once."""
-    torch = pytest.importorskip("torch")
+    import torch
     from test_inference import COMP, PROC, VOCAB, TinyClassifier, TinyFusion, card
 
     from hyperspy_mmdl import checkpoint, inference
@@ -531,18 +522,13 @@ def test_classify_and_predict_pce_per_frame(small_stack, tmp_path, monkeypatch):
     assert again.counts["resumed"] == 0 and again.exit_code == 0
 
 
-@pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="grains/__init__.py resolves `measure` lazily: once the submodule "
-                          "hyperspy_mmdl.grains.measure is imported, `from .grains import measure` "
-                          "gives the module (the import system binds it), not the function")
 def test_hyperspy_grain_methods_get_the_cli_numbers(stack, zspy_run):
     """``s.segment_grains()``, ``s.grain_features()``, ``s.grain_statistics()`` equal ``mmdl batch``."""
     import hyperspy.api as hs
 
     from hyperspy_mmdl.signals import Microstructure
 
-    if not hasattr(Microstructure, "grain_statistics"):
-        pytest.skip("the HyperSpy grain methods have not landed yet")
+    assert hasattr(Microstructure, "grain_statistics")
     _, _, files = stack
     s = hs.load(files["zspy"], lazy=True, signal_type="microstructure")
     labels = s.segment_grains(method="auto", show_progressbar=False)

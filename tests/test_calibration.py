@@ -81,7 +81,8 @@ def test_uncalibrated():
 
 
 def test_from_signal_round_trip():
-    hs = pytest.importorskip("hyperspy.api")
+    import hyperspy.api as hs
+
     cal = Calibration.from_pixel_size((4.0, 5.0), "nm").with_frames(2.0, "s")
     data = np.zeros((3, 8, 9), dtype=np.float32)
     s = hs.signals.Signal2D(data, axes=cal.to_axes(data.shape))

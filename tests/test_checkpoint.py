@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from hyperspy_mmdl.checkpoint import (  # noqa: E402
     CheckpointError,

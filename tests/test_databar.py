@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import shared_data
 
 from hyperspy_mmdl.calibration import Calibration
 from hyperspy_mmdl.preprocess.databar import DataBar, find_data_bar, remove_data_bar
 from hyperspy_mmdl.synthetic import polycrystal
-from tests.conftest import shared_data
 
 # first row of the strip, read off the row profiles and checked by eye (a separator
 # line or the first black row of the strip)

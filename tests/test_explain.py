@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from hyperspy_mmdl import explain  # noqa: E402
 from hyperspy_mmdl import inference as inf  # noqa: E402
@@ -219,8 +218,9 @@ def test_gradcam_in_parallel_threads(trained):
 
 def test_registry_models_attention_and_fusion():
     """The real zoo: EANet's external attention on the patch grid; PSC-Fusion PCE, gates and Shapley sums."""
-    models = pytest.importorskip("hyperspy_mmdl.models")
     from test_inference import COMP, PROC, VOCAB
+
+    from hyperspy_mmdl import models
 
     torch.manual_seed(0)
     eanet = models.create("eanet", num_classes=3, in_chans=1).eval()

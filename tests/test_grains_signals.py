@@ -48,7 +48,6 @@ def test_single_image_records_method(stack):
 
 
 def test_features_and_statistics(stack):
-    pytest.importorskip("hyperspy_mmdl.grains.measure", reason="grains.measure not available yet")
     s = _signal(stack)
     labels = s.segment_grains(method="boundary", show_progressbar=False)
     table = s.grain_features(labels)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,42 +9,7 @@ import pytest
 from hyperspy_mmdl.synthetic import polycrystal
 
 
-def _stand_in_measure():
-    """A minimal measure() with the contract's columns, for when grains.measure has not landed."""
-    from skimage.measure import regionprops_table
-    from skimage.segmentation import clear_border
-
-    def measure(labels, calibration, convention="imagej"):
-        sy, sx = calibration.pixel_size
-        t = pd.DataFrame(regionprops_table(labels, properties=(
-            "label", "area", "centroid", "perimeter", "axis_major_length", "axis_minor_length")))
-        t = t.rename(columns={"centroid-0": "centroid_y", "centroid-1": "centroid_x",
-                              "axis_major_length": "major_axis", "axis_minor_length": "minor_axis"})
-        t["area"] *= sy * sx
-        for c in ("perimeter", "major_axis", "minor_axis"):
-            t[c] *= sx
-        t["centroid_y"] = (t["centroid_y"] + 0.5) * sy
-        t["centroid_x"] = (t["centroid_x"] + 0.5) * sx
-        t["aspect_ratio"] = t["major_axis"] / t["minor_axis"].clip(lower=1e-9)
-        t["ecd"] = np.sqrt(4 * t["area"] / np.pi)
-        t["touches_border"] = ~t["label"].isin(set(np.unique(clear_border(labels))) - {0})
-        t.attrs.update(units={"ecd": calibration.unit}, image_area=labels.size * sy * sx)
-        return t
-
-    return measure
-
-
-@pytest.fixture
-def grains_measure(monkeypatch):
-    try:
-        from hyperspy_mmdl.grains.measure import measure  # noqa: F401
-    except ImportError:
-        mod = types.ModuleType("hyperspy_mmdl.grains.measure")
-        mod.measure = _stand_in_measure()
-        monkeypatch.setitem(sys.modules, "hyperspy_mmdl.grains.measure", mod)
-
-
-def test_grains_widget_end_to_end(make_napari_viewer, qtbot, tmp_path, grains_measure):
+def test_grains_widget_end_to_end(make_napari_viewer, qtbot, tmp_path):
     from napari_mmdl.widgets.grains import GrainsWidget
 
     viewer = make_napari_viewer()
@@ -96,7 +58,7 @@ def test_grains_widget_end_to_end(make_napari_viewer, qtbot, tmp_path, grains_me
     assert back["ecd"].mean() == pytest.approx(widget.summary["mean_ecd"])
 
 
-def test_grains_widget_uncalibrated_image_uses_pixels(make_napari_viewer, qtbot, grains_measure):
+def test_grains_widget_uncalibrated_image_uses_pixels(make_napari_viewer, qtbot):
     from napari_mmdl.widgets.grains import GrainsWidget
 
     viewer = make_napari_viewer()

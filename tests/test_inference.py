@@ -6,8 +6,7 @@ import csv
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from hyperspy_mmdl import inference as inf  # noqa: E402
 from hyperspy_mmdl.calibration import Calibration  # noqa: E402
@@ -525,7 +524,6 @@ def test_vocabulary_order_survives_the_checkpoint(tmp_path):
 
 
 def test_predict_pce_with_grain_features():
-    pytest.importorskip("hyperspy_mmdl.grains.measure", reason="grains.measure has not landed")
     from hyperspy_mmdl.grains.summarize import FEATURE_FACTORS
     from hyperspy_mmdl.synthetic import polycrystal
 

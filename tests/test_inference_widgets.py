@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("napari")
+import torch
+from test_inference import COMP, PROC, VOCAB, TinyFusion  # noqa: E402
 
 from hyperspy_mmdl import inference  # noqa: E402
 from hyperspy_mmdl.checkpoint import save_checkpoint  # noqa: E402
-from test_inference import COMP, PROC, VOCAB, TinyFusion  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
@@ -104,7 +102,6 @@ def test_classify_and_attention_widgets(make_napari_viewer, qtbot, checkpoint):
 
 
 def test_widget_errors_become_notifications(make_napari_viewer, qtbot, checkpoint, monkeypatch):
-    from napari_mmdl.widgets import _model_picker
     from napari_mmdl.widgets.classify import ClassifyWidget
 
     viewer = make_napari_viewer()

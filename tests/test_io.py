@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from _real_files import expected_image, observed, real_files
+
 from hyperspy_mmdl.calibration import Calibration, convert_length, normalize_unit
 from hyperspy_mmdl.io import Image, MicrographReadError, load, load_signal, save
 

@@ -3,13 +3,17 @@
 import math
 
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 from hyperspy_mmdl import models  # noqa: E402
 from hyperspy_mmdl.models.attention import (  # noqa: E402
-    CBAM, ChannelChunkingAttention, CrossScaleCoordinateAttention, ExternalAttention, LearnableMomentum,
-    SpatialChunkingAttention)
+    CBAM,
+    ChannelChunkingAttention,
+    CrossScaleCoordinateAttention,
+    ExternalAttention,
+    LearnableMomentum,
+    SpatialChunkingAttention,
+)
 from hyperspy_mmdl.models.cost import count_flops, count_parameters  # noqa: E402
 
 

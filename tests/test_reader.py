@@ -6,8 +6,8 @@ import concurrent.futures
 
 import numpy as np
 import pytest
-
 from _real_files import expected_image, observed, real_files
+
 from hyperspy_mmdl.calibration import Calibration
 from hyperspy_mmdl.io import MicrographReadError
 from napari_mmdl._reader import get_reader
@@ -80,7 +80,6 @@ def test_reader_bad_input(tmp_path, shared):
 
 
 def test_sample_data():
-    pytest.importorskip("hyperspy_mmdl.synthetic")
     from napari_mmdl._sample_data import sample_polycrystal, sample_polycrystal_stack
 
     (img, ikw, ikind), (lab, lkw, lkind) = sample_polycrystal()
@@ -95,7 +94,6 @@ def test_sample_data():
 
 
 def test_demo_cli(tmp_path, capsys):
-    pytest.importorskip("hyperspy_mmdl.synthetic")
     from hyperspy_mmdl.cli import main
 
     assert main(["demo", "--out", str(tmp_path / "demo"), "--size", "128", "--pixel-size", "20"]) == 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import shared_data
 
 from hyperspy_mmdl.calibration import Calibration
 from hyperspy_mmdl.grains import segment
 from hyperspy_mmdl.grains.evaluate import boundary_f1, compare, grain_ecd, labels_from_boundary_mask
 from hyperspy_mmdl.synthetic import polycrystal
-from tests.conftest import shared_data
 
 
 def _measure(labels, cal):
@@ -189,7 +189,8 @@ def test_evaluate_helpers():
 
 
 def test_learned_delegates_to_the_training_segmenter():
-    unet = pytest.importorskip("hyperspy_mmdl.models.unet", reason="models not available")
+    from hyperspy_mmdl.models import unet
+
     s = polycrystal((96, 128), mean_ecd=150, data_bar=True, seed=1)
     labels, info = segment(s.image, s.calibration, method="learned", model=unet.unet_boundary(),
                            return_info=True)

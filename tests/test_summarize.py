@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import shared_data
 
 from hyperspy_mmdl.calibration import Calibration
 from hyperspy_mmdl.grains import segment, summarize
 from hyperspy_mmdl.grains.astm import g_intercept, g_planimetric, heyn_intercept, planimetric
 from hyperspy_mmdl.grains.summarize import grain_size_class
 from hyperspy_mmdl.synthetic import polycrystal
-from tests.conftest import shared_data
 
 
 def _table(labels, cal):

@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from hyperspy_mmdl.train import losses, optim, splits, transforms as T  # noqa: E402
+from hyperspy_mmdl.train import losses, optim, splits  # noqa: E402
+from hyperspy_mmdl.train import transforms as T
 from hyperspy_mmdl.train.loop import Callback, fit, predict  # noqa: E402
 from hyperspy_mmdl.train.recipes import apply_overrides, list_recipes, load_recipe  # noqa: E402
 

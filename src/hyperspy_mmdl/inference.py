@@ -283,7 +283,8 @@ def normalize(image: np.ndarray, method: str = "minmax") -> np.ndarray:
     whole ``(H, W)`` or ``(C, H, W)`` array), so inference applies the same
     arithmetic as the training data loader.
     """
-    from .train.transforms import NORMALIZATIONS, normalize as _normalize
+    from .train.transforms import NORMALIZATIONS
+    from .train.transforms import normalize as _normalize
 
     method = str(method).lower()
     if method not in NORMALIZATIONS:

@@ -72,7 +72,12 @@ def run(args) -> int:
     common = dict(epochs=args.epochs, batch_size=args.batch_size, device=args.device, out=args.out,
                   progress=not args.no_progress, resume=args.resume)
     if args.task == "classify":
-        from hyperspy_mmdl.train.datasets import GRAIN_SIZE_CLASSES, ImageSet, grain_size_labels, read_image_folder
+        from hyperspy_mmdl.train.datasets import (
+            GRAIN_SIZE_CLASSES,
+            ImageSet,
+            grain_size_labels,
+            read_image_folder,
+        )
 
         d = recipe["data"]
         kw = dict(in_chans=int(d.get("in_chans", 1)), pixel_size=args.pixel_size, unit=args.unit,

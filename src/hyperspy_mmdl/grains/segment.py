@@ -273,7 +273,6 @@ def _finish(labels, min_area_px, exclude_border, valid=None):
 # ---------------------------------------------------------------------------- methods
 def _boundary(g, rgb, *, lines, sigma, width_px, min_area_px, min_diameter_px, valid):
     from skimage.filters import threshold_otsu
-    from skimage.segmentation import watershed
 
     if lines == "edge":
         strength = _edges(g, rgb, sigma)
@@ -302,8 +301,7 @@ def _boundary(g, rgb, *, lines, sigma, width_px, min_area_px, min_diameter_px, v
 
 
 def _threshold(g, *, level, phase, sigma, min_area_px, min_diameter_px, split, valid):
-    from skimage.filters import threshold_isodata, threshold_otsu
-    from skimage.segmentation import watershed
+    from skimage.filters import threshold_otsu
 
     s = ndi.gaussian_filter(g, sigma) if sigma > 0 else g
     values = s[valid] if valid is not None else s

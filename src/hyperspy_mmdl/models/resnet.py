@@ -15,8 +15,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import (ChannelChunkingAttention, CrossScaleCoordinateAttention, PCA,
-                        SpatialChunkingAttention)
+from .attention import (
+    PCA,
+    ChannelChunkingAttention,
+    CrossScaleCoordinateAttention,
+    SpatialChunkingAttention,
+)
 from .registry import register_model
 
 __all__ = ["ResNet", "Bottleneck", "MSFBottleneck", "resnet50", "msfb_resnet50", "VERSIONS"]

@@ -16,7 +16,6 @@ PCE tables live in :mod:`hyperspy_mmdl.train.tabular`.
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,22 +43,11 @@ GRAIN_SIZE_CLASSES = ("small", "medium", "large")
 
 
 def _read_raw(path: Path):
-    """(data, calibration) through hyperspy_mmdl.io when present, else scikit-image (uncalibrated)."""
-    try:
-        from hyperspy_mmdl import io as mmdl_io
-    except ImportError:
-        mmdl_io = None
-    if mmdl_io is not None and hasattr(mmdl_io, "load"):
-        img = mmdl_io.load(path)
-        return np.asarray(img.data), img.calibration
-    from skimage import io as skio
+    """(data, calibration) through :func:`hyperspy_mmdl.io.load`."""
+    from hyperspy_mmdl import io as mmdl_io
 
-    try:
-        data = skio.imread(path)
-    except Exception as err:  # noqa: BLE001 - any reader failure is reported with the file name
-        raise ValueError(f"{path}: cannot read image: {err}") from None
-    ndim = 2 if data.ndim == 2 or (data.ndim == 3 and data.shape[-1] in (3, 4)) else data.ndim
-    return data, Calibration.uncalibrated(ndim)
+    img = mmdl_io.load(path)
+    return np.asarray(img.data), img.calibration
 
 
 def _to_channels(data: np.ndarray, in_chans: int, path) -> np.ndarray:
@@ -81,13 +69,11 @@ def _to_channels(data: np.ndarray, in_chans: int, path) -> np.ndarray:
 
 
 def _mask_data_bar(x: np.ndarray, calibration: Calibration):
-    """Crop the instrument data bar when the data-bar detector is available."""
-    try:
-        from hyperspy_mmdl.preprocess.databar import find_data_bar
-    except ImportError:
-        return x, calibration
+    """Crop the instrument data bar (FEI, Zeiss, JEOL information strip) when there is one."""
+    from hyperspy_mmdl.preprocess.databar import find_data_bar
+
     bar = find_data_bar(x[0])
-    if bar is None or not getattr(bar, "top", 0):
+    if bar is None or not bar.top:
         return x, calibration
     return x[:, : bar.top], calibration.cropped(rows=slice(0, bar.top))
 
@@ -268,26 +254,10 @@ def grain_size_class(mean_ecd_um, thresholds=(0.4, 0.8)) -> np.ndarray:
 
 def _mean_ecd_um(labels, calibration) -> float:
     """Mean equivalent circular diameter (µm) of the grains of a label image."""
-    try:
-        from hyperspy_mmdl.grains import measure as _m, summarize as _s
-    except ImportError:
-        _m = _s = None
-    if _m is not None and _s is not None:
-        table = _m.measure(labels, calibration) if hasattr(_m, "measure") else _m(labels, calibration)
-        summary = _s.summarize(table, calibration) if hasattr(_s, "summarize") else _s(table, calibration)
-        for key in ("mean_ecd", "mu_D", "mean_D_eq", "D_mean", "mean_diameter"):
-            if key in summary:
-                value = float(summary[key])
-                u = summary.get("units", {}).get(key, calibration.unit) if isinstance(
-                    summary.get("units"), dict) else calibration.unit
-                from ..calibration import convert_length
+    from hyperspy_mmdl.grains.measure import measure
+    from hyperspy_mmdl.grains.summarize import summarize
 
-                return convert_length(value, u, "µm")
-    from skimage.measure import regionprops
-
-    sy, sx = calibration.pixel_size_in("µm")
-    ecd = [2 * np.sqrt(r.area * sy * sx / np.pi) for r in regionprops(np.asarray(labels))]
-    return float(np.mean(ecd)) if ecd else float("nan")
+    return float(summarize(measure(labels, calibration), calibration)["mean_ecd_um"])
 
 
 def grain_size_labels(images, calibrations, *, segment_kwargs=None, label_images=None,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["predict_boundaries", "labels_from_boundaries", "segment_learned", "boundary_f1",
+__all__ = ["predict_boundaries", "labels_from_boundaries", "segment_learned",
            "load_segmenter"]
 
 
@@ -91,14 +91,24 @@ def predict_boundaries(model, image, *, normalization: str | None = None, tile: 
 
 
 def labels_from_boundaries(prob, *, threshold: float = 0.5, min_area: int = 16, marker_erosion: int = 1,
-                           watershed_line: bool = True) -> np.ndarray:
+                           zero: str = "mask") -> np.ndarray:
     """Grain labels from a boundary probability map by marker-controlled watershed.
 
     Markers are the connected interiors (``prob < threshold``, eroded by
     ``marker_erosion`` px, regions smaller than ``min_area`` px dropped); the
-    watershed floods ``prob`` from them. With ``watershed_line`` the label
-    image has 0 on the one-pixel lines between grains.
+    watershed floods ``prob`` from them and leaves one-pixel lines (0) between
+    grains.
+
+    Parameters
+    ----------
+    zero : {"mask", "line"}
+        ``"mask"``: every pixel with ``prob >= threshold`` is also 0 (grains
+        exclude the boundary band, as in hand-drawn masks and the synthetic
+        ground truth); ``"line"``: only the watershed lines are 0 (grains tile
+        the image).
     """
+    if zero not in ("mask", "line"):
+        raise ValueError(f"zero must be 'mask' or 'line', got {zero!r}")
     from scipy import ndimage as ndi
     from skimage.morphology import disk, remove_small_objects
     from skimage.segmentation import watershed
@@ -111,7 +121,9 @@ def labels_from_boundaries(prob, *, threshold: float = 0.5, min_area: int = 16, 
     if min_area > 1:
         markers = remove_small_objects(markers, max_size=min_area - 1)
     markers, _, _ = _relabel(markers)
-    labels = watershed(p, markers, watershed_line=watershed_line)
+    labels = watershed(p, markers, watershed_line=True)
+    if zero == "mask":
+        labels[~interior & (p >= threshold)] = 0
     return labels.astype(np.int32)
 
 
@@ -157,23 +169,3 @@ def segment_learned(image, calibration=None, model=None, *, threshold: float = 0
     else:
         prob = predict_boundaries(model, x, device=device, **params)
     return labels_from_boundaries(prob, threshold=threshold, min_area=min_area_px)
-
-
-def boundary_f1(pred_boundary, true_boundary, tolerance: int = 2) -> dict:
-    """Boundary precision/recall/F1 with a distance tolerance (px).
-
-    A predicted boundary pixel is correct when a true boundary pixel lies within
-    ``tolerance`` px, and vice versa for recall. Used as a fallback when
-    :mod:`hyperspy_mmdl.grains` has no evaluation function.
-    """
-    from scipy import ndimage as ndi
-
-    pb, tb = np.asarray(pred_boundary, bool), np.asarray(true_boundary, bool)
-    if pb.shape != tb.shape:
-        raise ValueError(f"shapes differ: {pb.shape} vs {tb.shape}")
-    dt_true = ndi.distance_transform_edt(~tb) if tb.any() else np.full(tb.shape, np.inf)
-    dt_pred = ndi.distance_transform_edt(~pb) if pb.any() else np.full(pb.shape, np.inf)
-    precision = float(np.mean(dt_true[pb] <= tolerance)) if pb.any() else 0.0
-    recall = float(np.mean(dt_pred[tb] <= tolerance)) if tb.any() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
