@@ -1,0 +1,83 @@
+"""``mmdl analyze FILE... [--model CKPT] --out DIR``: grains of the user's files, a model's classes and maps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from hyperspy_mmdl import io  # noqa: E402
+from hyperspy_mmdl.calibration import Calibration  # noqa: E402
+from hyperspy_mmdl.cli import main  # noqa: E402
+from hyperspy_mmdl.synthetic import polycrystal  # noqa: E402
+
+
+@pytest.fixture
+def files(tmp_path):
+    a = polycrystal((256, 256), pixel_size=10.0, unit="nm", mean_ecd=250.0, seed=3)
+    b = polycrystal((192, 192), pixel_size=10.0, unit="nm", mean_ecd=250.0, n_frames=2, seed=4)
+    fa = io.save(tmp_path / "in" / "film.tif", a.image, a.calibration)
+    fb = io.save(tmp_path / "in" / "stack.hspy", b.image, b.calibration)
+    return (fa, a), (fb, b)
+
+
+def _untrained_classifier(path):
+    from hyperspy_mmdl import models
+    from hyperspy_mmdl.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    net = models.create("psc_encoder", num_classes=3, in_chans=1, head=True)
+    card = dict(architecture="psc_encoder", config={"num_classes": 3, "in_chans": 1, "head": True},
+                task="classify", input_size=[1, 64, 64], normalization="minmax", pixel_size=20.0,
+                pixel_unit="nm", class_names=["small", "medium", "large"])
+    return save_checkpoint(path, net, card)
+
+
+def test_analyze_grains_only(files, tmp_path, capsys):
+    (fa, a), (fb, b) = files
+    out = tmp_path / "report"
+    assert main(["analyze", str(fa), str(fb), "--lines", "dark", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["source"].tolist() == ["film.tif", "stack.hspy", "stack.hspy"]
+    assert summary["frame"].tolist() == [-1, 0, 1]
+    assert summary["unit"].eq("nm").all()
+    truth = [a.n_grains, *b.n_grains]
+    np.testing.assert_allclose(summary["n_grains"], truth, rtol=0.2)
+    assert "predicted_class" not in summary.columns
+    grains = pd.read_csv(out / "grains.csv")
+    assert len(grains) == summary["n_grains"].sum()
+    assert grains["ecd"].between(20, 1500).all()
+    assert sorted(p.name for p in out.glob("grains_*.png")) == ["grains_film.png", "grains_stack_f0.png",
+                                                               "grains_stack_f1.png"]
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "grains_film.png" in page and "ecd_histogram.png" in page
+
+
+def test_analyze_with_a_model(files, tmp_path):
+    (fa, _), _ = files
+    ckpt = _untrained_classifier(tmp_path / "tiny.pt")
+    out = tmp_path / "report"
+    assert main(["analyze", str(fa), "--model", str(ckpt), "--device", "cpu", "--out", str(out)]) == 0
+    doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    row = doc["frames"][0]
+    assert row["predicted_class"] in ("small", "medium", "large")
+    assert sum(row[f"p_{c}"] for c in ("small", "medium", "large")) == pytest.approx(1, abs=1e-5)
+    assert (out / "attention_film.png").is_file()
+
+
+def test_analyze_missing_file_is_an_error(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "nope.dm4"), "--out", str(tmp_path / "r")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_analyze_uncalibrated_file_reports_pixels(tmp_path):
+    s = polycrystal((160, 160), seed=1)
+    f = io.save(tmp_path / "plain.hspy", s.image, Calibration.uncalibrated(2))
+    out = tmp_path / "r"
+    assert main(["analyze", str(f), "--out", str(out)]) == 0
+    assert pd.read_csv(out / "summary.csv")["unit"].tolist() == ["px"]
