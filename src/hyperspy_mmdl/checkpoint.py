@@ -45,7 +45,7 @@ __all__ = [
 FORMAT = "napari-mmdl-checkpoint"
 FORMAT_VERSION = 1
 
-TASKS = ("classify", "regress-pce", "segment")
+TASKS = ("classify", "regress-pce", "segment", "denoise", "super-resolve")
 
 
 class CheckpointError(ValueError):
@@ -65,7 +65,8 @@ class ModelCard:
         Keyword arguments for ``models.create(architecture, **config)``; holds
         ``num_classes`` and ``in_chans`` plus any architecture options.
     task : str
-        ``"classify"``, ``"regress-pce"`` or ``"segment"``.
+        ``"classify"``, ``"regress-pce"``, ``"segment"``, ``"denoise"`` (Noise2Void) or
+        ``"super-resolve"`` (SRCNN, RCAN-lite).
     input_size : list of int
         ``[C, H, W]`` the model was trained on.
     normalization : str
@@ -217,7 +218,6 @@ def save_checkpoint(path, model, card) -> Path:
     place with :func:`os.replace`, so an interrupted save never leaves a
     truncated checkpoint behind.
     """
-    import torch
 
     path = Path(path)
     if not isinstance(card, ModelCard):

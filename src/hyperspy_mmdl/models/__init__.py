@@ -4,7 +4,8 @@
 model; :func:`list_models` names them. Families: :mod:`.psc` (``psc_fusion``,
 ``psc_encoder``), :mod:`.vgg` (``vgg_grain``, ``vgg16_bn``, ``vgg16_bn_cbam``),
 :mod:`.transformer` (``eanet``, ``vit``), :mod:`.resnet` (``resnet50``,
-``msfb_resnet50``), :mod:`.unet` (``unet_boundary``). Reusable blocks are in
+``msfb_resnet50``), :mod:`.unet` (``unet_boundary``),
+:mod:`.restoration` (``srcnn``, ``rcan_lite``, ``n2v_unet``: super-resolution and denoising). Reusable blocks are in
 :mod:`.attention`; parameter and FLOP counts in :mod:`.cost`.
 
 ``model(x, return_attention=True)`` returns ``(output, dict[str, Tensor])``
@@ -20,12 +21,15 @@ with the model's own attention maps:
   order image, composition, process; 0 for masked modalities.
 """
 
-from .registry import create, list_models, model_entry, register_model
-from . import resnet  # noqa: F401  (registers)
-from . import vgg  # noqa: F401
-from . import transformer  # noqa: F401
-from . import psc  # noqa: F401
+from . import (
+    psc,  # noqa: F401
+    resnet,  # noqa: F401  (registers)
+    restoration,  # noqa: F401  (srcnn, rcan_lite, n2v_unet)
+    transformer,  # noqa: F401
+    vgg,  # noqa: F401
+)
 from . import unet as _unet
+from .registry import create, list_models, model_entry, register_model
 from .unet import unet_boundary as _unet_boundary
 
 register_model("unet_boundary", input_size=(1, 256, 256), num_classes=1)(_unet_boundary)

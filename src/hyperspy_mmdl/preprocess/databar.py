@@ -9,6 +9,14 @@ of the opposite polarity, and it is often topped by a one-pixel separator line.
 
 :func:`find_data_bar` scans the rows from the bottom up with that test and
 returns the first row of the strip; :func:`remove_data_bar` crops or masks it.
+
+When the file carries no calibration, the bar's scale bar still fixes one:
+:func:`find_scale_bar` measures the bar's length in pixels (a solid rectangle,
+JEOL style, or a line with end ticks, Zeiss style) and
+:func:`offer_calibration` turns it, with the length printed next to it (or the
+printed field-of-view width), into a :class:`CalibrationOffer` that the user
+confirms. The printed text itself is not read (no OCR): the user types the
+value they see.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ import numpy as np
 
 from ..calibration import Calibration
 
-__all__ = ["DataBar", "find_data_bar", "remove_data_bar"]
+__all__ = ["DataBar", "find_data_bar", "remove_data_bar", "ScaleBar", "find_scale_bar",
+           "CalibrationOffer", "offer_calibration"]
 
 _LEVELS = 64  # grey levels of the row histograms
 _MAX_FRACTION = 0.4  # a data bar covers at most this fraction of the image height
@@ -224,3 +233,175 @@ def remove_data_bar(image, calibration: Calibration | None = None, mode: str = "
     index[row_axis] = slice(bar.top, None)
     mask[tuple(index)] = True
     return np.ma.MaskedArray(a, mask=mask), calibration
+
+
+# --------------------------------------------------------------------------- scale bar
+@dataclass(frozen=True)
+class ScaleBar:
+    """A scale bar found in a data bar.
+
+    Attributes
+    ----------
+    rows, cols : slice
+        Bounding box in the full image (array order).
+    length_px : float
+        Length of the bar in pixels: the width of a solid bar, or the distance
+        between the centres of the end ticks of a ticked line.
+    style : str
+        ``"solid"`` (filled rectangle, JEOL style) or ``"ticks"`` (line with end
+        ticks, Zeiss style).
+    """
+
+    rows: slice
+    cols: slice
+    length_px: float
+    style: str
+
+
+def _tick_length(comp: np.ndarray) -> float:
+    cols = np.flatnonzero(comp.mean(axis=0) >= 0.5)
+    groups = np.split(cols, np.flatnonzero(np.diff(cols) > 1) + 1)
+    if len(groups) < 2:
+        return float(comp.shape[1] - 1)
+    return float(groups[-1].mean() - groups[0].mean())
+
+
+def find_scale_bar(image, bar: DataBar | None = None) -> ScaleBar | None:
+    """Find the scale bar printed in the data bar of an SEM image.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D gray or RGB(A) image with a data bar.
+    bar : DataBar, optional
+        The image's data bar (found with :func:`find_data_bar` when omitted).
+
+    Returns
+    -------
+    ScaleBar or None
+        The widest candidate; None when there is no data bar or no bar-like mark.
+
+    Notes
+    -----
+    The strip's "ink" (pixels of the opposite polarity to its background) is
+    split into 8-connected pieces after removing frame lines (rows or columns
+    more than half ink). A piece is a solid scale bar when it fills at least
+    97 % of its box, is at least 3 px high, 10 px wide and twice as wide as
+    high; it is a ticked scale bar when one of its rows spans at least 95 % of
+    its width, both end columns are mostly ink (the ticks) and it fills less
+    than 60 % of its box.
+    """
+    from scipy import ndimage as ndi
+
+    g = _gray01(image)
+    if bar is None:
+        bar = find_data_bar(image)
+    if bar is None:
+        return None
+    strip = g[bar.top:]
+    ink = strip > 0.5 if bar.background == "dark" else strip < 0.5
+    ink[ink.mean(axis=1) > 0.5, :] = False
+    ink[:, ink.mean(axis=0) > 0.5] = False
+    lab, _ = ndi.label(ink, structure=np.ones((3, 3)))
+    best = None
+    for i, sl in enumerate(ndi.find_objects(lab), 1):
+        if sl is None:
+            continue
+        h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        comp = lab[sl] == i
+        solid = comp.mean() >= 0.97 and h >= 3 and w >= 10 and w >= 2 * h
+        ticks = (w >= 15 and h >= 3 and comp.sum(axis=1).max() >= 0.95 * w and comp[:, 0].mean() >= 0.5
+                 and comp[:, -1].mean() >= 0.5 and comp.mean() < 0.6)
+        if not (solid or ticks):
+            continue
+        length = float(w) if solid else _tick_length(comp)
+        if best is None or length > best.length_px:
+            best = ScaleBar(rows=slice(bar.top + sl[0].start, bar.top + sl[0].stop), cols=sl[1],
+                            length_px=length, style="solid" if solid else "ticks")
+    return best
+
+
+@dataclass(frozen=True)
+class CalibrationOffer:
+    """The calibration a data bar implies, for the user to confirm.
+
+    Attributes
+    ----------
+    calibration : Calibration
+        Square pixels of ``pixel_size`` ``unit``.
+    pixel_size : float
+    unit : str
+    source : str
+        ``"scale bar"`` or ``"field of view"``.
+    explanation : str
+        A sentence saying how it was derived (for the UI).
+    """
+
+    calibration: Calibration
+    pixel_size: float
+    unit: str
+    source: str
+    explanation: str
+
+
+def _length(value, unit):
+    from ..calibration import normalize_unit
+
+    if isinstance(value, str):
+        import re
+
+        m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([^\s0-9].*?)?\s*", value)
+        if not m:
+            raise ValueError(f"cannot read a length from {value!r}; write e.g. '1 µm' or '500 nm'")
+        value, unit = float(m.group(1)), (m.group(2) or unit)
+    if unit is None:
+        raise ValueError("give the unit of the length, e.g. '1 µm'")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"the length must be positive, got {value}")
+    return value, normalize_unit(unit)
+
+
+def offer_calibration(image, scale_bar_length=None, *, field_of_view=None, unit=None,
+                      bar: DataBar | None = None) -> CalibrationOffer | None:
+    """The pixel size implied by the data bar's scale bar or printed field of view.
+
+    Parameters
+    ----------
+    image : array_like
+        The full image, data bar included.
+    scale_bar_length : str or float, optional
+        The length printed next to the scale bar (``"1 µm"``, or a number with
+        ``unit``). The bar's pixel length is measured with :func:`find_scale_bar`.
+    field_of_view : str or float, optional
+        The printed field-of-view width (FEI "HFW", JEOL "FOV", Zeiss "Width"),
+        which spans the full image width.
+    unit : str, optional
+        Unit of a numeric length.
+
+    Returns
+    -------
+    CalibrationOffer or None
+        None when a scale-bar length is given but no scale bar is found. With
+        no length given, the offer is in pixels of the bar: ``pixel_size`` is
+        ``1 / length_px`` per printed unit (``unit`` ``"bar"``), so the UI can
+        show "the scale bar is N px long; what length does it print?".
+    """
+    a = np.asarray(image)
+    if field_of_view is not None:
+        value, u = _length(field_of_view, unit)
+        width = a.shape[1]
+        size = value / width
+        return CalibrationOffer(Calibration.from_pixel_size(size, u), size, u, "field of view",
+                                f"field of view {value:g} {u} over {width} px = {size:.4g} {u}/px")
+    value, u = _length(scale_bar_length, unit) if scale_bar_length is not None else (None, None)
+    sb = find_scale_bar(a, bar)
+    if sb is None:
+        return None
+    if scale_bar_length is None:
+        size = 1.0 / sb.length_px
+        return CalibrationOffer(Calibration.uncalibrated(), size, "bar", "scale bar",
+                                f"scale bar of {sb.length_px:g} px found; enter the length it prints")
+    size = value / sb.length_px
+    return CalibrationOffer(Calibration.from_pixel_size(size, u), size, u, "scale bar",
+                            f"scale bar {value:g} {u} = {sb.length_px:g} px -> {size:.4g} {u}/px")
