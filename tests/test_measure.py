@@ -215,3 +215,19 @@ def test_live_imagej(tmp_path):
     df = measure(label(binary, connectivity=2))
     assert len(df) == len(ij) > 5
     _compare({k: df[k].to_numpy() for k in df}, {k: ij[k].to_numpy() for k in IJ}, feret_angle=False)
+
+
+def test_component_starts_are_the_8_connected_pieces():
+    """The run/union-find scan finds the pieces skimage.label(connectivity=2) finds, first pixels in raster order."""
+    from skimage.measure import label
+
+    from hyperspy_mmdl.grains._imagej import component_starts
+
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        h, w = rng.integers(1, 30, 2)
+        lab = (rng.integers(1, 4, (h, w)) * (rng.random((h, w)) < rng.random())).astype(np.int32)
+        pieces = label(lab, connectivity=2, background=0)
+        _, first = np.unique(pieces.ravel(), return_index=True)
+        expected = np.sort(first[1:] if (pieces == 0).any() else first)
+        np.testing.assert_array_equal(component_starts(lab), expected)
