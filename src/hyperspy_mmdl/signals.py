@@ -200,6 +200,202 @@ class Microstructure(Signal2D):
         out.metadata.set_item("Model", _model_metadata(pred))
         return out
 
+    # ------------------------------------------------------------------ preprocessing
+    def _frames_result(self, fn, out_sig_shape=None, axes=None, title="", show_progressbar=None,
+                       lazy_output=None):
+        """Run ``fn(frames) -> frames`` on every frame (block-wise for lazy signals) into a new microstructure."""
+        from ._frames import apply_to_frames, make_signal
+
+        sig_shape = tuple(self.axes_manager._signal_shape_in_array)
+        out_sig_shape = sig_shape if out_sig_shape is None else tuple(out_sig_shape)
+        data = apply_to_frames(self, lambda frames, show: fn(frames), out_sig_shape,
+                               show_progressbar=show_progressbar, lazy_output=lazy_output)
+        axes = self.axes_manager._get_axes_dicts() if axes is None else axes
+        out = make_signal(data, axes, kind="2d", title=title)
+        out.metadata.set_item("Signal.quantity", self.metadata.get_item("Signal.quantity", ""))
+        out.set_signal_type("microstructure")
+        return out
+
+    def normalize(self, method="minmax", show_progressbar=None, lazy_output=None, **params):
+        """Intensity normalisation of every frame; see :mod:`hyperspy_mmdl.preprocess.normalize`.
+
+        Parameters
+        ----------
+        method : {"minmax", "zscore", "clahe", "none"}
+            NaN/±inf are always replaced first (median of the frame).
+        show_progressbar, lazy_output
+            As in :meth:`classify` (lazy for lazy signals).
+        **params
+            ``mean``/``std`` (dataset statistics for ``"zscore"``), ``kernel_size``,
+            ``clip_limit``, ``nbins`` (``"clahe"``).
+
+        Returns
+        -------
+        Microstructure
+            float32, same axes; ``metadata.Preprocess.normalization`` records the method.
+        """
+        from .preprocess.normalize import METHODS, normalize
+
+        if method not in METHODS:
+            raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(METHODS)}")
+        out = self._frames_result(lambda f: normalize(f, method, **params),
+                                  title=f"{self.metadata.General.title} ({method})",
+                                  show_progressbar=show_progressbar, lazy_output=lazy_output)
+        out.metadata.set_item("Preprocess.normalization", {"method": method, **{k: str(v) for k, v in params.items()}})
+        return out
+
+    def denoise(self, method="nl_means", show_progressbar=None, lazy_output=None, **params):
+        """Denoise every frame; see :mod:`hyperspy_mmdl.preprocess.denoise`.
+
+        Parameters
+        ----------
+        method : {"gaussian", "median", "nl_means", "noise2void"}
+            ``"noise2void"`` trains one self-supervised network on this signal's
+            own frames (at most ``max_train_frames``, default 16, computed for
+            a lazy signal) unless ``model=`` gives a trained
+            :class:`~hyperspy_mmdl.preprocess.denoise.Denoiser` or its checkpoint.
+        **params
+            ``sigma`` (Gaussian; pixels or ``"20 nm"``), ``size`` (median),
+            ``h``, ``patch_size``, ``patch_distance`` (NLM), ``steps``,
+            ``patch_size``, ``batch_size`` ... (Noise2Void training).
+
+        Returns
+        -------
+        Microstructure
+            Same axes. To reuse a Noise2Void net on other signals, train it with
+            :func:`~hyperspy_mmdl.preprocess.denoise.train_noise2void` and pass ``model=``.
+        """
+        import numpy as np
+
+        from .preprocess import denoise as dn
+
+        if method not in dn.METHODS:
+            raise ValueError(f"unknown denoising method {method!r}; choose one of {', '.join(dn.METHODS)}")
+        cal = self.calibration.image
+        model = None
+        if method == "noise2void":
+            model = params.pop("model", None)
+            max_frames = int(params.pop("max_train_frames", 16))
+            if model is None:
+                sig = tuple(self.axes_manager._signal_shape_in_array)
+                data = self._data_aligned_with_axes.reshape((-1,) + sig)[:max_frames]
+                model = dn.train_noise2void(np.asarray(data), **params)
+            elif not isinstance(model, dn.Denoiser):
+                model = dn.load_denoiser(model)
+            fn = model
+        else:
+            fn = lambda f: dn.denoise(f, method, calibration=cal, **params)  # noqa: E731
+        out = self._frames_result(fn, title=f"{self.metadata.General.title} (denoised, {method})",
+                                  show_progressbar=show_progressbar, lazy_output=lazy_output)
+        out.metadata.set_item("Preprocess.denoise", {"method": method, **{k: str(v) for k, v in params.items()}})
+        return out
+
+    def remove_data_bar(self, mode="crop", scale_bar_length=None, field_of_view=None):
+        """Crop (or blank) the SEM data bar; found on the first frame.
+
+        Parameters
+        ----------
+        mode : {"crop", "mask"}
+            ``"crop"`` drops the bar's rows; ``"mask"`` keeps the shape and sets
+            them to NaN (float32).
+        scale_bar_length : str, optional
+            The length printed next to the bar's scale bar (``"1 µm"``). With it,
+            an uncalibrated signal is calibrated from the scale bar's pixel length.
+        field_of_view : str, optional
+            The printed field-of-view width (``"42.7 µm"``), an alternative.
+
+        Returns
+        -------
+        Microstructure
+            ``metadata.Preprocess.data_bar`` holds the bar's rows; when the signal
+            is uncalibrated and the bar has a scale bar,
+            ``metadata.Preprocess.calibration_offer`` says what calibration it
+            implies (pass ``scale_bar_length`` to apply it).
+        """
+        import numpy as np
+
+        from .preprocess.databar import find_data_bar, offer_calibration
+
+        if mode not in ("crop", "mask"):
+            raise ValueError(f"mode must be 'crop' or 'mask', got {mode!r}")
+        sig = tuple(self.axes_manager._signal_shape_in_array)
+        first = np.asarray(self._data_aligned_with_axes.reshape((-1,) + sig)[0])
+        bar = find_data_bar(first)
+        if bar is None:
+            out = self.deepcopy()
+            out.metadata.set_item("Preprocess.data_bar", "none found")
+            return out
+        offer = None
+        if not self.calibration.image.is_calibrated or scale_bar_length or field_of_view:
+            offer = offer_calibration(first, scale_bar_length, field_of_view=field_of_view, bar=bar)
+        if mode == "crop":
+            out = self.isig[:, : bar.top]
+        else:
+            top = bar.top
+
+            def blank(frames):
+                f = np.array(frames, dtype=np.float32)
+                f[:, top:] = np.nan
+                return f
+
+            out = self._frames_result(blank, title=self.metadata.General.title)
+        out.metadata.set_item("Preprocess.data_bar", {"top": bar.top, "rows": [bar.top, bar.height],
+                                                      "background": bar.background, "mode": mode})
+        if offer is not None:
+            if offer.calibration.is_calibrated:
+                for ax in out.axes_manager.signal_axes:
+                    ax.scale = offer.pixel_size
+                    ax.units = offer.unit
+                    ax.offset = 0.0
+            out.metadata.set_item("Preprocess.calibration_offer", offer.explanation)
+        return out
+
+    def super_resolve(self, factor, model="bicubic", device="cpu", show_progressbar=None, lazy_output=None):
+        """Upscale every frame by 2, 3 or 4; see :func:`hyperspy_mmdl.preprocess.superres.super_resolve`.
+
+        Parameters
+        ----------
+        factor : {2, 3, 4}
+        model : "bicubic", SuperResolver or path
+            A model trained for ``factor`` (:func:`~hyperspy_mmdl.preprocess.superres.train_superres`)
+            or its checkpoint.
+        device : str
+        show_progressbar, lazy_output
+            As in :meth:`classify`.
+
+        Returns
+        -------
+        Microstructure
+            ``factor`` times more pixels per signal axis; the axes' scale is
+            divided by ``factor`` (the image's edges stay where they were).
+        """
+        from .preprocess import superres as srm
+
+        f = srm._factor(factor)
+        resolver = srm._resolver(model, f)
+        if resolver is None and model != "bicubic":
+            raise ValueError(f"model must be 'bicubic', a SuperResolver or a checkpoint path, got {model!r}")
+        sig = tuple(self.axes_manager._signal_shape_in_array)
+        axes = []
+        for d in self.axes_manager._get_axes_dicts():
+            d = dict(d)
+            if not d.get("navigate"):
+                edge = d.get("offset", 0.0) - d.get("scale", 1.0) / 2
+                d["size"] = d["size"] * f
+                d["scale"] = d.get("scale", 1.0) / f
+                d["offset"] = edge + d["scale"] / 2
+            axes.append(d)
+
+        def fn(frames):
+            return srm.bicubic(frames, f) if resolver is None else resolver(frames, device=device)
+
+        out = self._frames_result(fn, (sig[0] * f, sig[1] * f), axes,
+                                  title=f"{self.metadata.General.title} (×{f})",
+                                  show_progressbar=show_progressbar, lazy_output=lazy_output)
+        out.metadata.set_item("Preprocess.super_resolution",
+                              {"factor": f, "model": "bicubic" if resolver is None else resolver.name})
+        return out
+
     # ------------------------------------------------------------------ grains
     def segment_grains(self, method="auto", show_progressbar=None, num_workers=None, lazy_output=None,
                        **params):
@@ -297,12 +493,10 @@ class Microstructure(Signal2D):
         Returns a dict for a single image and a DataFrame with one row per frame
         for stacks; see :func:`hyperspy_mmdl.grains.summarize`.
         """
+        import numpy as np
         import pandas as pd
 
         from .grains import measure, summarize
-
-        import numpy as np
-
         from .preprocess.databar import find_data_bar
 
         cal = self.calibration.image
