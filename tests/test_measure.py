@@ -231,3 +231,20 @@ def test_component_starts_are_the_8_connected_pieces():
         _, first = np.unique(pieces.ravel(), return_index=True)
         expected = np.sort(first[1:] if (pieces == 0).any() else first)
         np.testing.assert_array_equal(component_starts(lab), expected)
+
+
+def test_outlines_in_threads_equal_one_pass():
+    import hyperspy_mmdl.grains.measure as m
+    from hyperspy_mmdl.grains._imagej import outline_measures, raster_sums
+
+    from hyperspy_mmdl.synthetic import polycrystal
+
+    lab = np.ascontiguousarray(polycrystal((300, 300), mean_ecd=120, seed=4).labels, dtype=np.int32)
+    top = int(lab.max())
+    sums, first = raster_sums(lab, np.arange(top + 1, dtype=np.int64), top + 1)
+    present = np.flatnonzero(sums[:, 0] > 0)[1:]
+    args = (lab, first[present].astype(np.int64), present.astype(np.int64),
+            np.arange(len(present) + 1, dtype=np.int64), 10.0, 10.0, int(4 * sums[:, 0].max() + 8))
+    one = outline_measures(*args)
+    threaded = m._outlines(outline_measures, *args, min_per_thread=len(present) // 3)
+    np.testing.assert_array_equal(threaded, one)
