@@ -234,7 +234,9 @@ def test_component_starts_are_the_8_connected_pieces():
 
 
 def test_outlines_in_threads_equal_one_pass():
-    import hyperspy_mmdl.grains.measure as m
+    import importlib
+
+    m = importlib.import_module("hyperspy_mmdl.grains.measure")
     from hyperspy_mmdl.grains._imagej import outline_measures, raster_sums
 
     from hyperspy_mmdl.synthetic import polycrystal
