@@ -34,14 +34,20 @@ TABLE_COLUMNS = ("label", "area", "ecd", "perimeter", "major_axis", "minor_axis"
 
 
 def layer_calibration(layer):
-    """The :class:`~hyperspy_mmdl.calibration.Calibration` of the last two axes of a napari layer."""
+    """The :class:`~hyperspy_mmdl.calibration.Calibration` of the last two axes of a napari layer.
+
+    Axes calibrated in different length units are both expressed in the x axis' unit.
+    """
     from hyperspy_mmdl.calibration import Calibration
 
     scale = tuple(float(v) for v in layer.scale[-2:])
     units = getattr(layer, "units", None)
     units = tuple(str(u) for u in units[-2:]) if units is not None else ("px", "px")
     translate = tuple(float(v) for v in layer.translate[-2:])
-    return Calibration(scale=scale, units=units, offset=translate)
+    cal = Calibration(scale=scale, units=units, offset=translate)
+    if cal.is_calibrated and cal.units[0] != cal.units[1]:  # e.g. DM's y in Å, x in nm: measure in x's unit
+        cal = cal.to_unit(cal.units[1])
+    return cal
 
 
 class GrainsWidget(QWidget):
