@@ -123,6 +123,14 @@ class BatchParameters:
         Composition and process fields given to the PCE model.
     device : str
         Torch device for the models (not part of the item identity).
+    preprocess : dict
+        Preprocessing of the image that is segmented (the models see the raw
+        frame), applied in this order: ``remove_data_bar`` (bool: crop the
+        SEM data bar; its rows get label 0), ``denoise`` (a method of
+        :mod:`hyperspy_mmdl.preprocess.denoise`) with ``denoise_params``,
+        ``normalize`` (``"minmax"``, ``"zscore"``, ``"clahe"``). Part of the item
+        identity when not empty (a denoiser checkpoint by its checksum), so a
+        rerun with other preprocessing recomputes.
     """
 
     segment: str = "auto"
@@ -133,6 +141,7 @@ class BatchParameters:
     composition: dict = field(default_factory=dict)
     process: dict = field(default_factory=dict)
     device: str = "cpu"
+    preprocess: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.segment, str) or not self.segment:
@@ -146,7 +155,8 @@ class BatchParameters:
                 object.__setattr__(self, name, str(path.resolve()))
         if (self.composition or self.process) and self.predict_pce is None:
             raise ValueError("composition/process are only used with predict_pce (a PCE checkpoint)")
-        for name in ("segment_params", "composition", "process"):
+        _check_preprocess(self.preprocess)
+        for name in ("segment_params", "composition", "process", "preprocess"):
             value = getattr(self, name)
             if not isinstance(value, dict):
                 raise ValueError(f"{name}: expected a dict, got {type(value).__name__}")
@@ -158,7 +168,8 @@ class BatchParameters:
     def to_dict(self) -> dict:
         return dict(segment=self.segment, segment_params=dict(self.segment_params),
                     convention=self.convention, classify=self.classify, predict_pce=self.predict_pce,
-                    composition=dict(self.composition), process=dict(self.process), device=self.device)
+                    composition=dict(self.composition), process=dict(self.process), device=self.device,
+                    preprocess=dict(self.preprocess))
 
     def identity(self) -> dict:
         """The parameters that identify a result (paths replaced by content checksums)."""
@@ -169,11 +180,69 @@ class BatchParameters:
         for name in ("classify", "predict_pce"):
             if d[name] is not None:
                 d[name] = {"path": d[name], "sha256": file_checksum(d[name], mode="full")}
+        pre = d.pop("preprocess")
+        if pre:  # absent when empty: runs without preprocessing keep their earlier identity
+            pre = dict(pre)
+            model = dict(pre.get("denoise_params") or {}).get("model")
+            if model is not None:
+                pre["denoise_params"] = {**pre["denoise_params"],
+                                         "model": {"path": str(model), "sha256": file_checksum(model, mode="full")}}
+            d["preprocess"] = pre
         d["mmdl_version"] = __version__
         return d
 
     def hash(self) -> str:
         return _sha256_text(json.dumps(self.identity(), sort_keys=True))
+
+
+_PREPROCESS_KEYS = ("remove_data_bar", "denoise", "denoise_params", "normalize")
+
+
+def _check_preprocess(pre: dict) -> None:
+    """Validate a :class:`BatchParameters` ``preprocess`` dict (clear errors before any work)."""
+    if not isinstance(pre, dict):
+        raise ValueError(f"preprocess: expected a dict, got {type(pre).__name__}")
+    unknown = set(pre) - set(_PREPROCESS_KEYS)
+    if unknown:
+        raise ValueError(f"preprocess: unknown keys {sorted(unknown)}; use {', '.join(_PREPROCESS_KEYS)}")
+    from .preprocess.denoise import METHODS as DENOISERS
+    from .preprocess.normalize import METHODS as NORMALIZATIONS
+
+    if pre.get("normalize") not in (None, *NORMALIZATIONS):
+        raise ValueError(f"preprocess: normalize must be one of {', '.join(NORMALIZATIONS)}, "
+                         f"got {pre['normalize']!r}")
+    if pre.get("denoise") not in (None, *DENOISERS):
+        raise ValueError(f"preprocess: denoise must be one of {', '.join(DENOISERS)}, got {pre['denoise']!r}")
+    params = pre.get("denoise_params") or {}
+    if params and not pre.get("denoise"):
+        raise ValueError("preprocess: denoise_params need a denoise method")
+    model = params.get("model")
+    if model is not None and not Path(model).is_file():
+        raise FileNotFoundError(f"preprocess: denoiser checkpoint {str(model)!r} does not exist")
+
+
+def preprocess_frame(image: np.ndarray, calibration: Calibration, preprocess: dict) -> tuple[np.ndarray, int]:
+    """Apply the batch preprocessing to one frame; returns the image and its number of rows kept."""
+    if not preprocess:
+        return image, image.shape[0]
+    rows = image.shape[0]
+    if preprocess.get("remove_data_bar"):
+        from .preprocess.databar import find_data_bar
+
+        bar = find_data_bar(image)
+        if bar is not None:
+            rows = bar.top
+            image = image[:rows]
+    if preprocess.get("denoise"):
+        from .preprocess.denoise import denoise
+
+        image = denoise(image, preprocess["denoise"], calibration=calibration,
+                        **dict(preprocess.get("denoise_params") or {}))
+    if preprocess.get("normalize"):
+        from .preprocess.normalize import normalize
+
+        image = normalize(image, preprocess["normalize"])
+    return image, rows
 
 
 def _sha256_text(text: str) -> str:
@@ -448,8 +517,11 @@ def process_frame(image: np.ndarray, calibration: Calibration,
     if image.ndim != 2:
         raise ValueError(f"expected one 2-D frame, got an array of shape {image.shape}")
     cal = frame_calibration(calibration)
-    labels = np.asarray(segment(image, cal, method=params.segment, **params.segment_params))
+    seg_image, rows = preprocess_frame(image, cal, params.preprocess)
+    labels = np.asarray(segment(seg_image, cal, method=params.segment, **params.segment_params))
     labels = labels.astype(np.int32, copy=False)
+    if rows < image.shape[0]:  # a cropped data bar: its rows are background
+        labels = np.concatenate([labels, np.zeros((image.shape[0] - rows,) + labels.shape[1:], np.int32)])
     table = measure(labels, cal, convention=params.convention)
     summary = {"n_grains": int(len(table))}
     summary.update(_flatten(dict(summarize(table, cal, labels=labels))))
@@ -879,6 +951,7 @@ def run_batch(
     composition: dict | None = None,
     process: dict | None = None,
     device: str = "cpu",
+    preprocess: dict | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     checksum: str = "quick",
@@ -895,7 +968,7 @@ def run_batch(
         See :func:`find_inputs`.
     out : path
         Output folder (created). Rerunning with the same folder resumes.
-    segment, segment_params, convention, classify, predict_pce, composition, process, device
+    segment, segment_params, convention, classify, predict_pce, composition, process, device, preprocess
         See :class:`BatchParameters`.
     workers : int, optional
         Run on a local dask.distributed cluster with this many worker processes.
@@ -934,7 +1007,7 @@ def run_batch(
                              classify=None if classify is None else os.fspath(classify),
                              predict_pce=None if predict_pce is None else os.fspath(predict_pce),
                              composition=dict(composition or {}), process=dict(process or {}),
-                             device=device)
+                             device=device, preprocess=dict(preprocess or {}))
     executor = _Executor(workers, scheduler)  # validates the arguments
     if checksum not in ("quick", "full"):
         raise ValueError(f"checksum must be 'quick' or 'full', got {checksum!r}")

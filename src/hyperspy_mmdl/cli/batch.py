@@ -10,6 +10,8 @@ Examples
     mmdl batch sem/ --out results/ --predict-pce pce.pt \\
         --composition perovskite_type=FA-based,etl=SnO2 --process antisolvent=chlorobenzene
     mmdl batch big.zspy --out results/ --scheduler tcp://10.0.0.5:8786
+    mmdl batch sem/ --out results/ --remove-data-bar --denoise nl_means --normalize clahe
+    mmdl batch sem/ --out results/ --denoise gaussian --denoise-param sigma=20nm
 
 Running the same command again resumes: finished frames are skipped. The exit
 status is 0 when everything was processed, 1 when an input or a frame failed
@@ -76,6 +78,15 @@ def register(subparsers) -> None:
     p.add_argument("--composition", metavar="K=V,...", help="composition fields for --predict-pce")
     p.add_argument("--process", metavar="K=V,...", help="process fields for --predict-pce")
     p.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda, mps)")
+    pre = p.add_argument_group("preprocessing (before segmentation; data bar, then denoise, then normalise)")
+    pre.add_argument("--remove-data-bar", action="store_true",
+                     help="crop the SEM data bar before segmenting (its rows get label 0)")
+    pre.add_argument("--denoise", choices=("gaussian", "median", "nl_means", "noise2void"),
+                     help="denoise the image that is segmented")
+    pre.add_argument("--denoise-param", action="append", default=[], metavar="KEY=VALUE",
+                     help="denoising parameter (sigma=1.5, size=3, h=0.05, model=n2v.pt, steps=300); repeatable")
+    pre.add_argument("--normalize", choices=("minmax", "zscore", "clahe"),
+                     help="normalise the image that is segmented")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--workers", type=int, metavar="N",
                        help="run on a local dask.distributed cluster with N worker processes")
@@ -98,10 +109,25 @@ def run(args) -> int:
     process = parse_pairs(args.process, "--process")
     if (composition or process) and not args.predict_pce:
         raise ValueError("--composition/--process need --predict-pce CKPT")
+    preprocess: dict = {}
+    if args.remove_data_bar:
+        preprocess["remove_data_bar"] = True
+    if args.denoise:
+        preprocess["denoise"] = args.denoise
+        denoise_params: dict = {}
+        for text in args.denoise_param:
+            denoise_params.update(parse_pairs(text, "--denoise-param"))
+        if denoise_params:
+            preprocess["denoise_params"] = denoise_params
+    elif args.denoise_param:
+        raise ValueError("--denoise-param needs --denoise METHOD")
+    if args.normalize:
+        preprocess["normalize"] = args.normalize
     result = run_batch(
         args.inputs, args.out, segment=args.segment, segment_params=segment_params,
         convention=args.convention, classify=args.classify, predict_pce=args.predict_pce,
-        composition=composition, process=process, device=args.device, workers=args.workers,
+        composition=composition, process=process, device=args.device, preprocess=preprocess,
+        workers=args.workers,
         scheduler=args.scheduler, checksum=args.checksum, progress=not args.no_progress,
         command=["mmdl", "batch"] + sys.argv[2:] if sys.argv[1:2] == ["batch"] else None,
     )
