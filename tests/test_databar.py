@@ -26,6 +26,8 @@ WITH_BAR = [
 ]
 WITHOUT_BAR = [
     "rosettasciio_dm_tiff/tiff/sem_FEI_Helios/FEI-Helios-navcam.tif",  # a flat black frame
+    "rosettasciio_dm_tiff/tiff/sem_FEI_Helios/FEI-Helios-navcam-with-no-IRBeam.tif",  # flat black too
+    "rosettasciio_dm_tiff/tiff/sem_FEI_Helios/FEI-Helios-navcam-with-no-IRBeam-bad-floats.tif",
     "rosettasciio_dm_tiff/tiff/sem_Zeiss/ZEISS_SEM_multipage.tif",
     "rosettasciio_dm_tiff/tiff/olympus_SIS.tif",
     "nist_gsat_grains/ti64_sem/sem_alpha_beta_ti_6al_4v.tif",
