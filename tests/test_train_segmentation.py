@@ -96,17 +96,21 @@ def test_unet_learns_tbm_boundaries(shared, tmp_path):
 
     _, (Xtr, Mtr, _), (Xte, Mte, nte) = _tbm(shared)
     assert len(Xtr) == 40 and len(Xte) == 13
-    recipe = load_recipe("unet_boundary", ["model_config.base_channels=8", "train.batch_size=8",
-                                           "data.input_size=96"])
-    res = train_segmenter(Xtr, Mtr, recipe, epochs=6, steps_per_epoch=8, progress=False, out=tmp_path / "u.pt")
-    untrained = evaluate_segmentation(unet_boundary(base_channels=8).eval(), Xte[:4], Mte[:4])
+    # the recipe's network at `benchmarks/train_evidence.py unet --quick` length: 6 epochs x 15 steps
+    recipe = load_recipe("unet_boundary", ["train.steps_per_epoch=15"])
+    res = train_segmenter(Xtr, Mtr, recipe, epochs=6, progress=False, out=tmp_path / "u.pt")
+    torch.manual_seed(0)
+    untrained = evaluate_segmentation(unet_boundary().eval(), Xte[:4], Mte[:4])
     ev = evaluate_segmentation(res.model, Xte, Mte, names=nte)
     print("TBM test:", {k: round(v, 3) for k, v in ev.items() if isinstance(v, float)})
-    assert ev["boundary_f1"] > 0.55
+    # measured: F1 0.610 (P 0.602, R 0.622), mean-ECD error 0.146; the classical colour-edge
+    # segmenter scores F1 0.586 on the same 13 crops (benchmarks/train_evidence.py unet)
+    assert ev["boundary_f1"] > 0.57
+    assert ev["mean_ecd_rel_error"] < 0.25
     assert ev["boundary_f1"] > untrained["boundary_f1"] + 0.15
-    # the checkpoint reloads (through the registry or the U-Net fallback) and segments
+    # the checkpoint reloads through the registry and segments
     model, card = load_checkpoint(tmp_path / "u.pt")
-    assert card.task == "segment" and card.config["base_channels"] == 8
+    assert card.task == "segment" and card.config["base_channels"] == 16
     lab = segment_learned(Xte[0][0], None, tmp_path / "u.pt")
     assert lab.dtype == np.int32 and lab.shape == Xte[0][0].shape and lab.max() > 5
 
