@@ -94,3 +94,20 @@ def test_remove_data_bar_offers_and_applies_calibration():
     assert c.axes_manager.signal_axes[0].units in ("", "<undefined>", None) or not c.calibration.is_calibrated
     cal = s.remove_data_bar(scale_bar_length="1 µm")
     assert cal.calibration.image.pixel_size_in("nm")[0] == pytest.approx(20.0, rel=0.03)
+
+
+def test_lazy_data_bar_crop_and_trained_model(stack):
+    from hyperspy_mmdl.preprocess.superres import train_superres
+
+    b = polycrystal((200, 240), data_bar=True, seed=5).image
+    st = _signal(np.stack([b, b * 0.5]))
+    eager = st.remove_data_bar()
+    lazy = st.as_lazy().remove_data_bar()
+    assert lazy._lazy and lazy.data.shape == eager.data.shape == (2, eager.metadata.Preprocess.data_bar["top"], 240)
+    assert np.array_equal(np.asarray(lazy.data), eager.data)
+    resolver = train_superres([stack.data[0]], "srcnn", 2, steps=3, batch_size=2, patch_size=16)
+    up = stack.super_resolve(2, model=resolver)
+    assert np.allclose(up.data, resolver(stack.data), atol=1e-5)
+    assert up.metadata.Preprocess.super_resolution["model"] == "srcnn"
+    with pytest.raises(ValueError, match="×2"):
+        stack.super_resolve(3, model=resolver)
