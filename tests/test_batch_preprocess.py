@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from hyperspy_mmdl.batch import BatchParameters, preprocess_frame, process_frame, read_results, run_batch
+from hyperspy_mmdl.batch import (
+    BatchParameters,
+    preprocess_frame,
+    process_frame,
+    read_results,
+    run_batch,
+)
 from hyperspy_mmdl.calibration import Calibration
 from hyperspy_mmdl.cli import main as mmdl_main
 from hyperspy_mmdl.grains.segment import segment
@@ -40,7 +46,7 @@ def test_preprocess_frame_order_and_crop(frames):
     pre = {"remove_data_bar": True, "denoise": "gaussian", "denoise_params": {"sigma": 1.0},
            "normalize": "zscore"}
     out, rows = preprocess_frame(img, CAL, pre)
-    top = 160 - int(round(0.075 * 160))
+    top = 160 - round(0.075 * 160)
     assert abs(rows - top) <= 3 and out.shape == (rows, 200)
     assert np.allclose(out, normalize(gaussian(img[:rows], 1.0), "zscore"), atol=1e-5)
     assert preprocess_frame(img, CAL, {})[0] is img
@@ -79,7 +85,7 @@ def test_cli_options_and_resume(stack_file, frames, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert m["parameters"]["preprocess"] == {"remove_data_bar": True, "denoise": "gaussian",
                                              "denoise_params": {"sigma": 1.0}, "normalize": "minmax"}
-    grains, table, _ = read_results(out)
+    _, table, _ = read_results(out)
     want = process_frame(frames[1], CAL, BatchParameters(preprocess=m["parameters"]["preprocess"]))
     assert int(table.set_index("frame").loc[1, "n_grains"]) == len(want.grains)
     assert mmdl_main(args) == 0

@@ -6,13 +6,13 @@ import csv
 
 import numpy as np
 import pytest
+from tests.conftest import shared_data
 
 from hyperspy_mmdl.calibration import Calibration
 from hyperspy_mmdl.preprocess import denoise as dn
 from hyperspy_mmdl.preprocess import normalize as nz
 from hyperspy_mmdl.preprocess.databar import find_data_bar, find_scale_bar, offer_calibration
 from hyperspy_mmdl.synthetic import polycrystal
-from tests.conftest import shared_data
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +88,7 @@ def test_histogram_figure():
 
 # --------------------------------------------------------------------------- denoising
 def test_estimate_sigma(noisy):
-    clean, x = noisy
+    _, x = noisy
     assert 0.085 < dn.estimate_sigma(x) < 0.115
 
 

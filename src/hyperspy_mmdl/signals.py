@@ -284,7 +284,7 @@ class Microstructure(Signal2D):
                 model = dn.load_denoiser(model)
             fn = model
         else:
-            fn = lambda f: dn.denoise(f, method, calibration=cal, **params)  # noqa: E731
+            fn = lambda f: dn.denoise(f, method, calibration=cal, **params)
         out = self._frames_result(fn, title=f"{self.metadata.General.title} (denoised, {method})",
                                   show_progressbar=show_progressbar, lazy_output=lazy_output)
         out.metadata.set_item("Preprocess.denoise", {"method": method, **{k: str(v) for k, v in params.items()}})

@@ -24,8 +24,17 @@ import numpy as np
 
 from .normalize import clean_nonfinite
 
-__all__ = ["METHODS", "gaussian", "median", "estimate_sigma", "nl_means", "Denoiser", "train_noise2void", "load_denoiser",
-           "denoise"]
+__all__ = [
+    "METHODS",
+    "Denoiser",
+    "denoise",
+    "estimate_sigma",
+    "gaussian",
+    "load_denoiser",
+    "median",
+    "nl_means",
+    "train_noise2void",
+]
 
 METHODS = ("gaussian", "median", "nl_means", "noise2void")
 
@@ -70,7 +79,7 @@ def median(image, size=3, calibration=None) -> np.ndarray:
     """Median filter over a ``size`` × ``size`` window (odd pixels, or a length with a calibration)."""
     from scipy import ndimage as ndi
 
-    n = int(round(_to_px(size, calibration, "size")))
+    n = round(_to_px(size, calibration, "size"))
     if n < 1:
         raise ValueError(f"size must be at least 1 pixel, got {size!r}")
     return _per_frame(image, lambda f: ndi.median_filter(f, size=n, mode="reflect"))
@@ -277,7 +286,7 @@ def train_noise2void(images, *, steps: int = 400, patch_size: int = 64, batch_si
     card = ModelCard(
         architecture="n2v_unet", config=dict(model.default_cfg["config"]), task="denoise",
         input_size=[1, patch, patch], normalization="zscore",
-        training_data={"frames": int(len(frames)), "shape": [int(h), int(w)], "seed": int(seed)},
+        training_data={"frames": len(frames), "shape": [int(h), int(w)], "seed": int(seed)},
         recipe={"method": "noise2void", "steps": len(history), "patch_size": patch, "batch_size": batch_size,
                 "mask_fraction": mask_fraction, "radius": radius, "lr": lr, "optimizer": "Adam",
                 "schedule": "cosine", "seconds": round(time.perf_counter() - t0, 2)},

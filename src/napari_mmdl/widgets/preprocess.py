@@ -13,7 +13,16 @@ typing the printed length ("1 µm") calibrates the new layer.
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 OPERATIONS = ("normalize", "denoise", "remove data bar", "super-resolve")
@@ -124,7 +133,7 @@ class PreprocessWidget(QWidget):
                 d = denoise.train_noise2void(data, steps=int(self.steps.value), progress=progress)
                 return d(data), calibration, f"Noise2Void ({d.card.recipe['steps']} steps)"
             params = {"gaussian": {"sigma": self.strength.value},
-                      "median": {"size": int(round(self.strength.value))}}.get(method, {})
+                      "median": {"size": round(self.strength.value)}}.get(method, {})
             return denoise.denoise(data, method, **params), calibration, f"denoised ({method})"
         if op == "super-resolve":
             f = int(self.factor.value)
@@ -189,13 +198,10 @@ class PreprocessWidget(QWidget):
         self.progress.visible = False
 
     def _failed(self, err):
-        self.status.value = f"failed: {err}"
-        try:
-            from napari.utils.notifications import show_error
+        from napari.utils.notifications import show_error
 
-            show_error(f"Preprocess failed: {err}")
-        except Exception:  # pragma: no cover
-            pass
+        self.status.value = f"failed: {err}"
+        show_error(f"Preprocess failed: {err}")
 
     def _show_result(self, result):
         from hyperspy_mmdl.preprocess.normalize import histogram_figure
@@ -205,7 +211,7 @@ class PreprocessWidget(QWidget):
         lead = out.ndim - 2
         scale = tuple(layer.scale[:lead]) + tuple(cal.scale[-2:])
         translate = tuple(layer.translate[:lead]) + tuple(cal.offset[-2:])
-        kwargs = dict(name=f"{layer.name} {self.operation.value}", scale=scale, translate=translate)
+        kwargs = {"name": f"{layer.name} {self.operation.value}", "scale": scale, "translate": translate}
         units = cal.to_napari()["units"]
         try:
             self.result_layer = self.viewer.add_image(out, units=tuple(layer.units[:lead]) + tuple(units[-2:]),
@@ -215,9 +221,6 @@ class PreprocessWidget(QWidget):
         histogram_figure(before, self._current(out), figure=self.figure)
         self.canvas.draw_idle()
         self.status.value = msg
-        try:
-            from napari.utils.notifications import show_info
+        from napari.utils.notifications import show_info
 
-            show_info(f"Preprocess: {msg}")
-        except Exception:  # pragma: no cover
-            pass
+        show_info(f"Preprocess: {msg}")
