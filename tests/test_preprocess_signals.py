@@ -7,8 +7,9 @@ import pytest
 
 hs = pytest.importorskip("hyperspy.api")
 
-from hyperspy_mmdl.synthetic import polycrystal  # noqa: E402
-from tests.conftest import shared_data  # noqa: E402
+from tests.conftest import shared_data
+
+from hyperspy_mmdl.synthetic import polycrystal
 
 
 @pytest.fixture(autouse=True)

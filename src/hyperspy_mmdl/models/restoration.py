@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from .registry import register_model
 from .unet import UNetBoundary
 
-__all__ = ["SRCNN", "RCANLite", "srcnn", "rcan_lite", "n2v_unet"]
+__all__ = ["SRCNN", "RCANLite", "n2v_unet", "rcan_lite", "srcnn"]
 
 
 class SRCNN(nn.Module):

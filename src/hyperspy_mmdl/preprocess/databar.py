@@ -27,8 +27,15 @@ import numpy as np
 
 from ..calibration import Calibration
 
-__all__ = ["DataBar", "find_data_bar", "remove_data_bar", "ScaleBar", "find_scale_bar",
-           "CalibrationOffer", "offer_calibration"]
+__all__ = [
+    "CalibrationOffer",
+    "DataBar",
+    "ScaleBar",
+    "find_data_bar",
+    "find_scale_bar",
+    "offer_calibration",
+    "remove_data_bar",
+]
 
 _LEVELS = 64  # grey levels of the row histograms
 _MAX_FRACTION = 0.4  # a data bar covers at most this fraction of the image height

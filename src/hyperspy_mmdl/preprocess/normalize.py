@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["METHODS", "clean_nonfinite", "minmax", "zscore", "clahe", "normalize", "histogram_figure"]
+__all__ = ["METHODS", "clahe", "clean_nonfinite", "histogram_figure", "minmax", "normalize", "zscore"]
 
 METHODS = ("minmax", "zscore", "clahe", "none")
 

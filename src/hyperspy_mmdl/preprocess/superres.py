@@ -28,9 +28,22 @@ import numpy as np
 
 from .normalize import clean_nonfinite
 
-__all__ = ["FACTORS", "MODELS", "modcrop", "downsample", "bicubic", "to_y", "psnr", "ssim",
-           "SuperResolver", "train_superres", "load_superres", "super_resolve", "evaluate",
-           "format_tables"]
+__all__ = [
+    "FACTORS",
+    "MODELS",
+    "SuperResolver",
+    "bicubic",
+    "downsample",
+    "evaluate",
+    "format_tables",
+    "load_superres",
+    "modcrop",
+    "psnr",
+    "ssim",
+    "super_resolve",
+    "to_y",
+    "train_superres",
+]
 
 FACTORS = (2, 3, 4)
 MODELS = ("srcnn", "rcan_lite")
