@@ -29,6 +29,9 @@ from hyperspy_mmdl.batch import (
 )
 from hyperspy_mmdl.calibration import Calibration  # noqa: E402
 from hyperspy_mmdl.cli import main as mmdl_main  # noqa: E402
+from hyperspy_mmdl.grains.measure import measure
+from hyperspy_mmdl.grains.segment import segment
+from hyperspy_mmdl.grains.summarize import summarize
 
 N_FRAMES = 200
 SHAPE = (64, 64)
