@@ -366,6 +366,7 @@ SYNTHETIC_BANDS = ((0.15, 0.30), (0.50, 0.75), (1.3, 2.2))
 
 def synthetic_grain_size_set(n_per_class: int = 30, *, size: int = 224, pixel_size: float = 0.025,
                              unit: str = "µm", bands=SYNTHETIC_BANDS, noise: float = 0.08,
+                             boundary_widths=(0.01, 0.1), oversample: int | None = None,
                              normalization: str = "minmax", seed: int = 2024) -> ImageSet:
     """Synthetic micrographs of the three grain-size classes, labelled by measurement.
 
@@ -373,18 +374,39 @@ def synthetic_grain_size_set(n_per_class: int = 30, *, size: int = 224, pixel_si
     mean ECD drawn from one of ``bands``; its class is then computed from the
     measured mean D_eq of its ground-truth grains (:func:`grain_size_labels`),
     exactly as for real images (no hand labels).
+
+    The boundary lines get a physical width drawn from ``boundary_widths``
+    (``unit``), so a model does not learn one line width as a size cue. Each
+    image is rendered ``oversample`` times finer and block-averaged down to
+    ``pixel_size``, as a micrograph resampled to the model's pixel size is:
+    lines thinner than a pixel come out faint rather than vanishing or growing
+    to a whole pixel. By default ``oversample`` is the smallest integer that
+    makes the narrowest line at least one fine pixel wide. Gaussian noise of
+    standard deviation ``noise`` is added after the averaging.
     """
+    from skimage.transform import downscale_local_mean
+
+    from hyperspy_mmdl.calibration import Calibration
     from hyperspy_mmdl.synthetic import polycrystal
 
+    lo_w, hi_w = (float(w) for w in boundary_widths)
+    if not 0 < lo_w <= hi_w:
+        raise ValueError(f"boundary_widths must be 0 < low <= high, got {boundary_widths}")
+    k = int(oversample) if oversample else max(1, int(np.ceil(pixel_size / lo_w - 1e-9)))
+    fine = pixel_size / k
     rng = np.random.default_rng(seed)
-    images, cals, label_images = [], [], []
+    images, cals, label_images, fine_cals = [], [], [], []
     for lo, hi in bands:
         for _ in range(n_per_class):
-            s = polycrystal(shape=(size, size), pixel_size=pixel_size, unit=unit, mean_ecd=float(rng.uniform(lo, hi)),
-                            cv=0.35, boundary=str(rng.choice(["dark", "bright"])), noise=noise,
-                            seed=int(rng.integers(2**31)))
-            images.append(T.normalize(s.image[None], normalization))
-            cals.append(s.calibration)
+            width_px = max(1, int(round(rng.uniform(lo_w, hi_w) / fine)))
+            s = polycrystal(shape=(size * k, size * k), pixel_size=fine, unit=unit,
+                            mean_ecd=float(rng.uniform(lo, hi)), cv=0.35, boundary=str(rng.choice(["dark", "bright"])),
+                            boundary_width=width_px, noise=0.0, seed=int(rng.integers(2**31)))
+            image = downscale_local_mean(s.image, (k, k)) if k > 1 else s.image
+            image = image + rng.normal(0.0, noise, image.shape)
+            images.append(T.normalize(np.asarray(image, np.float32)[None], normalization))
+            cals.append(Calibration.from_pixel_size(pixel_size, unit))
+            fine_cals.append(s.calibration)
             label_images.append(s.labels)
-    classes, _ = grain_size_labels(images, cals, label_images=label_images)
+    classes, _ = grain_size_labels(images, fine_cals, label_images=label_images)
     return ImageSet(images, classes, list(GRAIN_SIZE_CLASSES), [f"synthetic-{i}" for i in range(len(images))], cals)
