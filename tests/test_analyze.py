@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch
 
 from hyperspy_mmdl import io  # noqa: E402
 from hyperspy_mmdl.calibration import Calibration  # noqa: E402

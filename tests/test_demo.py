@@ -8,7 +8,6 @@ import re
 import pandas as pd
 import pytest
 
-pytest.importorskip("torch")
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +17,7 @@ def test_demo_main_job(tmp_path):
 
     out = tmp_path / "demo"
     lines = []
-    fig = main_job(out, size=320, train_per_class=16, epochs=20, log=lines.append)
+    fig = main_job(out, size=320, log=lines.append)  # the default training (40 per class, 30 epochs)
 
     for name in ("grains.csv", "summary.csv", "summary.json", "ecd_histogram.png", "loss_curve.png",
                  "index.html", "input/synthetic_stack.hspy", "model/grain_size_small.pt"):
@@ -35,9 +34,9 @@ def test_demo_main_job(tmp_path):
         assert e == pytest.approx(e_true, rel=0.15)
     assert fig["mean_ecd_nm"][0] < fig["mean_ecd_nm"][1] < fig["mean_ecd_nm"][2]
 
-    # the classifier learned something (3 classes: chance is 1/3)
-    assert fig["classifier_test_accuracy"] > 0.5
-    assert fig["frames_classified_correctly"] >= 2
+    # the classifier learned (3 classes: chance is 1/3); measured 0.97 on 30 held-out images, 3/3 frames
+    assert fig["classifier_test_accuracy"] >= 0.85
+    assert fig["frames_classified_correctly"] == 3
 
     grains = pd.read_csv(out / "grains.csv")
     assert list(grains.columns[:3]) == ["source", "frame", "label"]
@@ -63,4 +62,4 @@ def test_demo_is_a_subcommand():
     from hyperspy_mmdl.cli import build_parser
 
     args = build_parser().parse_args(["demo", "--out", "x", "--epochs", "2"])
-    assert args.epochs == 2 and args.train_per_class == 30 and args.func.__module__ == "hyperspy_mmdl.cli.demo"
+    assert args.epochs == 2 and args.train_per_class == 40 and args.func.__module__ == "hyperspy_mmdl.cli.demo"

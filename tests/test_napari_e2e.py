@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("napari")
+import torch
 
 from conftest import shared_data  # noqa: E402
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-hs = pytest.importorskip("hyperspy.api")
+import hyperspy.api as hs
 
 from tests.conftest import shared_data
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 #: nominal mean ECDs (nm) of the demo stack's frames: small, medium, large (SPEC §3.1.6 bands)
 DEMO_ECDS = (330.0, 600.0, 1400.0)
-#: physical width of the grain boundaries, nm (as in the training set: 2 px at 50 nm/px)
-BOUNDARY_NM = 100.0
+#: physical width of the grain boundaries, nm (2 px at the default 20 nm/px; the training set
+#: draws widths from 10-100 nm)
+BOUNDARY_NM = 40.0
 #: nominal mean-ECD bands (µm) of the generated training set at 0.05 µm/px (>= 6 px per grain)
 TRAIN_BANDS = ((0.30, 0.36), (0.50, 0.70), (1.0, 1.6))
 
@@ -31,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--pixel-size", type=float, default=20.0, help="pixel size in nm (default: 20)")
     p.add_argument("--mean-ecd", type=float, nargs="+", default=list(DEMO_ECDS), metavar="NM",
                    help="nominal mean grain ECD of each frame, nm (default: 330 600 1400)")
-    p.add_argument("--train-per-class", type=int, default=30,
-                   help="generated training images per grain-size class (default: 30)")
+    p.add_argument("--train-per-class", type=int, default=40,
+                   help="generated training images per grain-size class (default: 40)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, mps")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -50,7 +51,7 @@ def _truth(sample) -> dict:
 
 
 def main_job(out, *, size: int = 512, pixel_size: float = 20.0, mean_ecds=DEMO_ECDS,
-             train_per_class: int = 30, epochs: int = 30, device: str = "cpu", seed: int = 0,
+             train_per_class: int = 40, epochs: int = 30, device: str = "cpu", seed: int = 0,
              log=print) -> dict:
     """Run the whole chain into ``out``; returns the key figures (also in ``summary.json``)."""
     import numpy as np
