@@ -59,14 +59,18 @@ def main() -> int:
     import warnings
 
     warnings.filterwarnings("ignore")  # no warning toasts (e.g. the PyQt5 deprecation) in the pictures
+    os.environ["NAPARI_CONFIG"] = str(models / "napari-settings.yaml")  # leave the user's settings alone
     import napari
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "error"
 
     from hyperspy_mmdl.train import tasks
     from hyperspy_mmdl.train.recipes import load_recipe
     from napari_mmdl.widgets.train import build_image_set
 
     recipe = load_recipe("grain_size_small")
-    tasks.train_classifier(build_image_set("synthetic", None, recipe, n_per_class=20), recipe, epochs=20,
+    tasks.train_classifier(build_image_set("synthetic", None, recipe, n_per_class=40), recipe, epochs=30,
                            device="cpu", progress=False, out=models / "grain_size_small.pt")
     (models / "grain_size_small.pt.state.pt").unlink(missing_ok=True)
 
@@ -75,6 +79,7 @@ def main() -> int:
     from napari_mmdl.widgets.classify import ClassifyWidget
     from napari_mmdl.widgets.grains import GrainsWidget
     from napari_mmdl.widgets.predict_pce import PredictPCEWidget
+    from napari_mmdl.widgets.preprocess import PreprocessWidget
     from napari_mmdl.widgets.train import SOURCES, TrainWidget
 
     viewer = napari.Viewer(title="napari-mmdl")
@@ -113,6 +118,17 @@ def main() -> int:
     save(viewer, "attention")
     viewer.window.remove_dock_widget(dw)
     att.layer.visible = False
+
+    pre = PreprocessWidget(viewer)
+    dw = dock(pre, "Preprocess")
+    pre.image.value = image
+    pre.operation.value = "denoise"
+    pre.denoiser.value = "nl_means"
+    pre.run()
+    wait(lambda: pre.result_layer is not None and pre.run_button.enabled)
+    save(viewer, "preprocess")
+    viewer.window.remove_dock_widget(dw)
+    pre.result_layer.visible = False
 
     pce = PredictPCEWidget(viewer)
     dw = dock(pce, "Predict PCE")

@@ -193,6 +193,7 @@ class PreprocessWidget(QWidget):
         return worker
 
     def _done(self):
+        self._worker = None
         self.run_button.enabled = True
         self.progress.max = 1
         self.progress.visible = False
