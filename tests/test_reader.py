@@ -93,15 +93,6 @@ def test_sample_data():
     assert not np.array_equal(stack[0], stack[1])
 
 
-def test_demo_cli(tmp_path, capsys):
-    from hyperspy_mmdl.cli import main
-
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--size", "128", "--pixel-size", "20"]) == 0
-    out = capsys.readouterr().out
-    assert (tmp_path / "demo" / "polycrystal.tif").exists() and (tmp_path / "demo" / "polycrystal.hspy").exists()
-    assert out.count("shape (128, 128)") == 2 and out.count("pixel size 20×20 nm") == 2
-
-
 @pytest.mark.gui
 def test_viewer_opens_dm4_stack(make_napari_viewer, shared):
     path = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
