@@ -127,3 +127,25 @@ def test_uncalibrated_tiff_left_to_napari_quietly(shared, recwarn):
     with pytest.warns(UserWarning, match="holds 2 signals"):  # the probe's warning, when read
         data, kwargs, _ = reader(str(calibrated))[0]
     assert data.dtype == np.uint16 and kwargs["metadata"]["signal_index"] == 1
+
+
+def test_plugin_start_up_stays_light():
+    """napari reads the manifest and imports the reader, writers and widgets' modules without torch or
+    HyperSpy (they load when a file is opened or a widget runs)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, npe2\n"
+        "pm = npe2.PluginManager.instance(); pm.discover()\n"
+        "m = pm.get_manifest('napari-mmdl')\n"
+        "assert {w.display_name for w in m.contributions.widgets} >= "
+        "{'Grains', 'Classify', 'Predict PCE', 'Attention', 'Train', 'Batch', 'Preprocess'}\n"
+        "import napari_mmdl._reader, napari_mmdl._writer, napari_mmdl._sample_data\n"
+        "import napari_mmdl.widgets.grains, napari_mmdl.widgets.train, napari_mmdl.widgets.classify\n"
+        "heavy = sorted(m for m in ('torch', 'hyperspy', 'hyperspy.api', 'dask.distributed') if m in sys.modules)\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
