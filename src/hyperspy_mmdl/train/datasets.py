@@ -398,9 +398,12 @@ def synthetic_grain_size_set(n_per_class: int = 30, *, size: int = 224, pixel_si
     images, cals, label_images, fine_cals = [], [], [], []
     for lo, hi in bands:
         for _ in range(n_per_class):
-            width_px = max(1, int(round(rng.uniform(lo_w, hi_w) / fine)))
+            width = float(rng.uniform(lo_w, hi_w))
+            ecd = float(rng.uniform(lo, hi))
+            # lines at most a third of the grain size (the generator's limit)
+            width_px = max(1, min(int(round(width / fine)), int(ecd / fine // 3)))
             s = polycrystal(shape=(size * k, size * k), pixel_size=fine, unit=unit,
-                            mean_ecd=float(rng.uniform(lo, hi)), cv=0.35, boundary=str(rng.choice(["dark", "bright"])),
+                            mean_ecd=ecd, cv=0.35, boundary=str(rng.choice(["dark", "bright"])),
                             boundary_width=width_px, noise=0.0, seed=int(rng.integers(2**31)))
             image = downscale_local_mean(s.image, (k, k)) if k > 1 else s.image
             image = image + rng.normal(0.0, noise, image.shape)
