@@ -138,8 +138,8 @@ def main() -> int:
     train = TrainWidget(viewer)
     dw = dock(train, "Train")
     train.source.value = [k for k, v in SOURCES.items() if v == "synthetic"][0]
-    train.n_per_class.value = 20
-    train.epochs.value = 20
+    train.n_per_class.value = 40  # the widget's defaults: 40 images per class, 30 epochs
+    train.epochs.value = 30
     train.device.value = "cpu"
     train.out.value = str(models / "screenshot-run.pt")
     train.start()

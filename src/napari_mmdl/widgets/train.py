@@ -65,7 +65,7 @@ def make_relay(q: queue.Queue, stop: threading.Event):
 
 
 def build_image_set(source: str, folder, recipe: dict, *, pixel_size: float | None = None,
-                    n_per_class: int = 20, seed: int = 2024):
+                    n_per_class: int = 40, seed: int = 2024):
     """The :class:`~hyperspy_mmdl.train.datasets.ImageSet` of a data source (see the module docstring)."""
     from hyperspy_mmdl.train import datasets as D
 
@@ -108,7 +108,7 @@ class TrainWidget(QWidget):
         self.epochs = SpinBox(label="epochs", value=30, min=1, max=10_000)
         self.pixel_size = FloatSpinBox(label="resample to (µm/px)", value=0.0, min=0.0, max=100.0, step=0.005,
                                        tooltip="0 = the recipe's pixel size, else the images' own")
-        self.n_per_class = SpinBox(label="images per class", value=20, min=3, max=1000,
+        self.n_per_class = SpinBox(label="images per class", value=40, min=3, max=1000,
                                    tooltip="generated set only")
         self.out = FileEdit(mode="w", label="save as", filter="*.pt", value="",
                             tooltip="empty: <recipe>-<date>.pt in the models folder")
