@@ -114,11 +114,9 @@ class GrainsWidget(QWidget):
 
     # ------------------------------------------------------------------ choices
     def _image_choices(self, _w=None):
-        if self.viewer is None:
-            return []
-        from napari.layers import Image
+        from ._model_picker import image_layers
 
-        return [(layer.name, layer) for layer in self.viewer.layers if isinstance(layer, Image)]
+        return [(layer.name, layer) for layer in image_layers(self.viewer)]
 
     def _refresh_images(self, *_):
         self.image.reset_choices()
