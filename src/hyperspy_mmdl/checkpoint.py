@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .errors import CheckpointError  # re-exported: one error hierarchy
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
@@ -48,8 +50,6 @@ FORMAT_VERSION = 1
 TASKS = ("classify", "regress-pce", "segment", "denoise", "super-resolve")
 
 
-class CheckpointError(ValueError):
-    """A file is not a readable napari-mmdl checkpoint (the message names the file)."""
 
 
 @dataclass

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import PIXEL, Calibration, convert_length, normalize_unit
+from .errors import ReadError
 
 __all__ = ["Image", "MicrographReadError", "load", "load_signal", "save", "LAZY_AUTO_BYTES"]
 
@@ -49,8 +50,8 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SAVE_SUFFIXES = (".tif", ".tiff", ".hspy", ".zspy")
 
 
-class MicrographReadError(ValueError):
-    """A file cannot be read as a micrograph; the message names the file and the problem."""
+#: A file cannot be read as a micrograph (the name earlier versions used for :class:`ReadError`).
+MicrographReadError = ReadError
 
 
 @dataclass
