@@ -115,7 +115,7 @@ def test_normalization_is_the_training_one(classifier):
     x = stack(1, (40, 50))[0] * 300 + 20
     for method in ("minmax", "zscore", "none"):
         np.testing.assert_array_equal(inf.normalize(x, method), T.normalize(x, method))
-    with pytest.raises(ValueError, match="unknown normalization 'bogus'"):
+    with pytest.raises(ValueError, match="unknown normalisation 'bogus'"):
         inf.normalize(x, "bogus")
     frames, (lead, shape) = inf.prepare_frames(x, Calibration.from_pixel_size(20, "nm"), classifier)
     assert lead == () and shape == (40, 50)
