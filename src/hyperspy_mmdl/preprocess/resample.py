@@ -25,7 +25,7 @@ from ..calibration import PIXEL, Calibration, normalize_unit
 __all__ = ["resize", "resample_to_pixel_size"]
 
 
-def resize(image: np.ndarray, shape, order: int = 1) -> np.ndarray:
+def resize(image: np.ndarray, shape, order: int = 1, mode: str = "reflect") -> np.ndarray:
     """Resize the last two axes with :func:`skimage.transform.resize`.
 
     Parameters
@@ -37,6 +37,9 @@ def resize(image: np.ndarray, shape, order: int = 1) -> np.ndarray:
     order : int
         Spline order: 0 nearest (label masks), 1 linear (default), 3 cubic.
         Anti-aliased with a Gaussian when shrinking and ``order > 0``.
+    mode : str
+        How values beyond the border are filled (:func:`numpy.pad` names);
+        ``"edge"`` for model output maps.
 
     Returns
     -------
@@ -59,7 +62,8 @@ def resize(image: np.ndarray, shape, order: int = 1) -> np.ndarray:
         return image
     full = image.shape[:-2] + shape
     aa = order > 0 and (image.shape[-2] > shape[0] or image.shape[-1] > shape[1])
-    return _resize(image, full, order=order, preserve_range=True, anti_aliasing=aa).astype(image.dtype)
+    return _resize(image, full, order=order, mode=mode, preserve_range=True,
+                   anti_aliasing=aa).astype(image.dtype)
 
 
 def resample_to_pixel_size(image: np.ndarray, calibration: Calibration | None, pixel_size: float | None,
@@ -83,7 +87,7 @@ def resample_to_pixel_size(image: np.ndarray, calibration: Calibration | None, p
     image : ndarray of float32
         Resampled with :func:`resize` (linear, anti-aliased when shrinking).
     calibration : Calibration or None
-        The calibration of the resampled image (same physical extent).
+        The calibration of the resampled image (same physical extent), in ``unit``.
 
     Warns
     -----
@@ -110,7 +114,8 @@ def resample_to_pixel_size(image: np.ndarray, calibration: Calibration | None, p
     h, w = x.shape[-2:]
     nh = max(1, int(round(h * sy / float(pixel_size))))
     nw = max(1, int(round(w * sx / float(pixel_size))))
+    cal = calibration.to_unit(normalize_unit(unit))
     if (nh, nw) == (h, w):
-        return x, calibration
+        return x, cal
     out = resize(x, (nh, nw), order=1).astype(np.float32, copy=False)
-    return out, calibration.to_unit(normalize_unit(unit)).resampled((nh / h, nw / w))
+    return out, cal.resampled((nh / h, nw / w))
