@@ -230,3 +230,18 @@ def test_normalisation_has_one_owner():
     # per frame (the default) each (H, W) frame is scaled on its own
     assert np.allclose(normalize(x, "minmax").max(axis=(1, 2)), 1)
 
+
+
+@pytest.mark.parametrize("module", [
+    "hyperspy_mmdl.inference.device", "hyperspy_mmdl.inference.predictor", "hyperspy_mmdl.inference.prepare",
+    "hyperspy_mmdl.inference.tiling", "hyperspy_mmdl.inference.classify", "hyperspy_mmdl.inference.dense",
+    "hyperspy_mmdl.inference.pce", "hyperspy_mmdl.inference.segment", "hyperspy_mmdl.inference.restore",
+    "hyperspy_mmdl.grains.learned", "hyperspy_mmdl.checkpoint", "hyperspy_mmdl.tabular",
+    "hyperspy_mmdl.preprocess.normalize", "hyperspy_mmdl.preprocess.resample", "hyperspy_mmdl.train.transforms",
+])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

@@ -448,7 +448,7 @@ def _build(architecture: str, config: dict):
     return create(architecture, **config)
 
 
-def load_checkpoint(path, device="cpu", model=None):
+def load_checkpoint(path, device="cpu", model=None, task: str | None = None):
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     Parameters
@@ -460,6 +460,9 @@ def load_checkpoint(path, device="cpu", model=None):
     model : torch.nn.Module, optional
         Load the weights into this module instead of building one from the
         card with :func:`hyperspy_mmdl.models.create`.
+    task : str, optional
+        The task the caller needs; a file of another task raises
+        :class:`~hyperspy_mmdl.errors.WrongTaskError` before any weights are loaded.
 
     Returns
     -------
@@ -475,10 +478,18 @@ def load_checkpoint(path, device="cpu", model=None):
     CheckpointError
         The file is corrupt, not a napari-mmdl checkpoint, holds pickled code,
         or its weights do not fit the architecture named in its card.
+    WrongTaskError
+        ``task`` is given and the file holds a model of another task.
+
+    Examples
+    --------
+    >>> net, card = load_checkpoint("n2v.pt", task="denoise")  # doctest: +SKIP
     """
     path = Path(path)
     payload = _read_payload(path)
     card = _parse_card(path, payload["card"])
+    if task is not None:
+        check_task(card, task, f"a {task!r} call", path)
     if model is None:
         config = dict(card.config)
         try:

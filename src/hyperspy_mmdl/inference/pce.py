@@ -47,27 +47,10 @@ def tabular_fields(card) -> dict:
 
 
 def encode_tabular(card, composition=None, process=None):
-    """Encode composition and process values exactly as the training table was encoded.
+    """Encode composition and process values with a PSC-Fusion card's vocabularies.
 
-    Parameters
-    ----------
-    card : ModelCard
-        A PSC-Fusion card whose ``vocabularies`` come from
-        :func:`hyperspy_mmdl.train.tabular.read_pce_table`.
-    composition, process : dict or pandas.Series, optional
-        See :func:`hyperspy_mmdl.tabular.encode_record`.
-
-    Returns
-    -------
-    composition : ndarray of float32, shape (d_c,)
-    process : ndarray of int64, shape (n_process_fields,)
-    numeric : ndarray of float32, shape (n_numeric,)
-
-    Raises
-    ------
-    ValueError
-        A value is not in its field's vocabulary (the message lists the valid
-        categories), or a key is neither a field nor a column of the model.
+    :func:`hyperspy_mmdl.tabular.encode_record` (the training table's
+    encoders; same arguments, returns and errors) on ``card.vocabularies``.
 
     Examples
     --------

@@ -199,10 +199,9 @@ def load_denoiser(path) -> Denoiser:
     --------
     >>> den = load_denoiser("n2v.pt")  # doctest: +SKIP
     """
-    from ..checkpoint import check_task, load_checkpoint
+    from ..checkpoint import load_checkpoint
 
-    model, card = load_checkpoint(path)
-    check_task(card, "denoise", "denoise", Path(path))
+    model, card = load_checkpoint(path, task="denoise")
     return Denoiser(model, card.input_mean, card.input_std, card)
 
 

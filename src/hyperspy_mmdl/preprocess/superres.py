@@ -217,10 +217,9 @@ def load_superres(path) -> SuperResolver:
     --------
     >>> resolver = load_superres("srcnn_x2.pt")  # doctest: +SKIP
     """
-    from ..checkpoint import check_task, load_checkpoint
+    from ..checkpoint import load_checkpoint
 
-    model, card = load_checkpoint(path)
-    check_task(card, "super-resolve", "super-resolution", Path(path))
+    model, card = load_checkpoint(path, task="super-resolve")
     return SuperResolver(model, card.scale_factor, card)
 
 
