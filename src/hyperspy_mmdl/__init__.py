@@ -9,17 +9,24 @@ The compute core works on plain arrays plus a :class:`~hyperspy_mmdl.calibration
 - :mod:`hyperspy_mmdl.models`      the source papers' architectures, a registry, cost counting
 - :mod:`hyperspy_mmdl.train`       datasets, recipes, training loops, metrics, baselines
 - :mod:`hyperspy_mmdl.checkpoint`  safe model files with model cards
-- :mod:`hyperspy_mmdl.inference`   device choice, batching, tiling, predictors
+- :mod:`hyperspy_mmdl.inference`   the one way to apply a model: device, predictor (loaded once),
+                                   preparation, tiling, task heads
+- :mod:`hyperspy_mmdl.tabular`     composition/process vocabularies and encoders
 - :mod:`hyperspy_mmdl.explain`     Grad-CAM and the models' own attention maps
 - :mod:`hyperspy_mmdl.batch`       stacks and folders, out of core, resumable, distributed
 
 :mod:`hyperspy_mmdl.signals` registers the ``"microstructure"`` and ``"grain_labels"``
 signal types with HyperSpy (see ``hyperspy_extension.yaml``). Importing this package
 stays light: torch and hyperspy are imported by the modules that need them.
+
+This module is also the composition root: it imports :mod:`hyperspy_mmdl.inference`,
+which registers the runners of learned segmentation, denoising and super-resolution
+(:func:`hyperspy_mmdl.checkpoint.register_runner`) that ``grains`` and ``preprocess``,
+below it in the layers, call for their model-based methods.
 """
 
+from . import inference as _inference  # noqa: F401  registers the model runners (see above)
 from .calibration import Calibration
-from . import inference as _inference  # noqa: E402,F401  the composition root: registers the model runners
 
 __version__ = "0.1.0"
 __all__ = ["Calibration", "__version__"]

@@ -95,7 +95,9 @@ def register_runner(task: str, fn) -> None:
     Parameters
     ----------
     task : str
-        One of :data:`TASKS`.
+        One of :data:`TASKS`, or ``"predictor"`` for
+        :func:`hyperspy_mmdl.inference.get_predictor` itself (a model file loaded
+        once per process, e.g. to read its card before running it).
     fn : callable
         The runner; its signature is the task's (see :mod:`hyperspy_mmdl.inference`).
 
@@ -104,8 +106,8 @@ def register_runner(task: str, fn) -> None:
     >>> runner("denoise").__module__
     'hyperspy_mmdl.inference.restore'
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; one of {TASKS}")
+    if task not in TASKS + ("predictor",):
+        raise ValueError(f"unknown task {task!r}; one of {TASKS} or 'predictor'")
     _RUNNERS[task] = fn
 
 

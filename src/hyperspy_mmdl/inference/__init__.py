@@ -40,6 +40,7 @@ Example
 
 from __future__ import annotations
 
+from ..calibration import Calibration  # noqa: F401  (callers used inference.Calibration)
 from ..checkpoint import register_runner
 from .classify import classify, iter_classify
 from .dense import iter_predict_dense, model_output_fn, predict_dense, sigmoid_output_fn
@@ -62,6 +63,7 @@ from .tiling import feather_window, tile_starts
 register_runner("segment", predict_boundaries)
 register_runner("denoise", denoise)
 register_runner("super-resolve", super_resolve)
+register_runner("predictor", get_predictor)
 
 __all__ = [
     "select_device",

@@ -347,6 +347,31 @@ def train_superres(images, model: str = "srcnn", factor: int = 2, *, steps: int 
     return SuperResolver(net, f, card, history)
 
 
+def _resolver(model, factor: int, device="auto"):
+    """The callable that upscales by ``factor`` with ``model``; ``None`` for bicubic or an unusable ``model``.
+
+    A checkpoint path (or a Predictor, or ``(module, card)``) is served by the
+    inference predictor: loaded once per process, its card's task and factor
+    checked here, before any frame is processed.
+    """
+    if isinstance(model, SuperResolver):
+        if model.factor != factor:
+            raise ValueError(f"the model was trained for ×{model.factor}, not ×{factor}")
+        return model
+    if isinstance(model, str) and model == "bicubic":
+        return None
+    if isinstance(model, (str, Path, tuple)) or hasattr(model, "card"):
+        pred = runner("predictor")(model, device=device).require_task("super-resolve", "super-resolution")
+        if pred.card.scale_factor != factor:
+            raise ValueError(f"{pred.name} was trained for ×{pred.card.scale_factor}, not ×{factor}")
+
+        def resolve(image, device=device):
+            return runner("super-resolve")(clean_nonfinite(image), pred, device=device, factor=factor)
+
+        return resolve
+    return None
+
+
 def super_resolve(image, factor: int, model="bicubic", calibration=None, device: str = "auto"):
     """Upscale an image or stack ``(..., H, W)`` by ``factor``.
 
@@ -381,16 +406,10 @@ def super_resolve(image, factor: int, model="bicubic", calibration=None, device:
     (16, 12)
     """
     f = _factor(factor)
-    if isinstance(model, str) and model == "bicubic":
-        out = bicubic(image, f)
-    elif isinstance(model, SuperResolver):
-        if model.factor != f:
-            raise ValueError(f"the model was trained for ×{model.factor}, not ×{f}")
-        out = model(image, device=device)
-    elif isinstance(model, (str, Path, tuple)) or hasattr(model, "card"):
-        out = runner("super-resolve")(clean_nonfinite(image), model, device=device, factor=f)
-    else:
+    resolver = _resolver(model, f, device)
+    if resolver is None and not (isinstance(model, str) and model == "bicubic"):
         raise ValueError(f"model must be 'bicubic', a SuperResolver or a checkpoint path, got {model!r}")
+    out = bicubic(image, f) if resolver is None else resolver(image, device=device)
     cal = calibration.resampled(f) if calibration is not None else None
     return out, cal
 

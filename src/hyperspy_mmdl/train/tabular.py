@@ -23,8 +23,6 @@ from ..tabular import (  # noqa: F401  (re-exported: the names train code and te
     FEATURE_FACTORS,
     SPEC_VOCABULARIES,
     _missing,
-    _process_token,
-    _tokens,
     build_vocabularies,
     encode_composition,
     encode_process,
