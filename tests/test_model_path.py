@@ -237,7 +237,8 @@ def test_normalisation_has_one_owner():
     "hyperspy_mmdl.inference.tiling", "hyperspy_mmdl.inference.classify", "hyperspy_mmdl.inference.dense",
     "hyperspy_mmdl.inference.pce", "hyperspy_mmdl.inference.segment", "hyperspy_mmdl.inference.restore",
     "hyperspy_mmdl.grains.learned", "hyperspy_mmdl.checkpoint", "hyperspy_mmdl.tabular",
-    "hyperspy_mmdl.preprocess.normalize", "hyperspy_mmdl.preprocess.resample", "hyperspy_mmdl.train.transforms",
+    "hyperspy_mmdl.preprocess.normalize", "hyperspy_mmdl.preprocess.resample", "hyperspy_mmdl.preprocess.denoise",
+    "hyperspy_mmdl.preprocess.superres",
 ])
 def test_docstring_examples_run(module):
     import doctest

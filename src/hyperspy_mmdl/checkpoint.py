@@ -262,6 +262,17 @@ class ModelCard:
         return int(self.input_size[0]) if self.input_size else None
 
     @property
+    def numeric_inputs(self) -> list[str]:
+        """Names of a PSC-Fusion model's numeric inputs (``vocabularies["numeric"]``; empty otherwise).
+
+        Examples
+        --------
+        >>> ModelCard("psc_fusion", task="regress-pce", vocabularies={"numeric": ["gbld"]}).numeric_inputs
+        ['gbld']
+        """
+        return [str(c) for c in (self.vocabularies or {}).get("numeric") or []]
+
+    @property
     def num_classes(self) -> int | None:
         """Number of outputs of a classifier (``None`` for regressors)."""
         if self.class_names:

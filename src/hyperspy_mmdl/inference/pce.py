@@ -168,7 +168,7 @@ def iter_predict_pce(images, calibration, model, *, composition=None, process=No
     pred = get_predictor(model, device=device, amp=amp)
     pred.require_task("regress-pce", "predict_pce (a PCE regressor, PSC-Fusion)")
     comp, proc, _ = encode_tabular(pred.card, composition, process)
-    numeric_cols = list((pred.card.vocabularies or {}).get("numeric") or [])
+    numeric_cols = pred.card.numeric_inputs
     bad = [m for m in mask if m not in MODALITIES]
     if bad:
         raise ValueError(f"mask: unknown modality {bad}; one of {MODALITIES}")

@@ -23,33 +23,12 @@ import os
 import numpy as np
 
 from ..calibration import Calibration
-from ..preprocess.normalize import METHODS
 from ..preprocess.normalize import normalize as _normalize
+from ..preprocess.normalize import normalize_whole as normalize  # as in training (re-exported)
 from ..preprocess.resample import resample_to_pixel_size
 from .predictor import Predictor
 
 __all__ = ["normalize", "normalize_input", "intensity_scale", "resample_to_pixel_size", "prepare_frames"]
-
-
-def normalize(image: np.ndarray, method: str = "minmax") -> np.ndarray:
-    """Per-image intensity normalisation of one model input (SPEC §3.2), exactly as in training.
-
-    NaN/inf are replaced by the median, then ``minmax``, ``zscore``, ``clahe``
-    or ``none`` over the whole ``(H, W)`` or ``(C, H, W)`` array
-    (:func:`hyperspy_mmdl.preprocess.normalize.normalize` with ``frame_ndim``
-    the array's dimensions; :func:`hyperspy_mmdl.train.transforms.normalize` is
-    the same call).
-
-    Examples
-    --------
-    >>> normalize(np.array([[1.0, 3.0], [5.0, 9.0]]), "minmax").tolist()
-    [[0.0, 0.25], [0.5, 1.0]]
-    """
-    method = str(method).lower()
-    if method not in METHODS:
-        raise ValueError(f"unknown normalisation {method!r} in the model card; expected one of {METHODS}")
-    x = np.asarray(image)
-    return _normalize(x, method, frame_ndim=max(x.ndim, 2))
 
 
 def normalize_input(x: np.ndarray, card) -> np.ndarray:

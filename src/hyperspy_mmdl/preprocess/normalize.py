@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["METHODS", "clahe", "clean_nonfinite", "histogram_figure", "minmax", "normalize", "zscore"]
+__all__ = ["METHODS", "clahe", "clean_nonfinite", "histogram_figure", "minmax", "normalize",
+           "normalize_whole", "zscore"]
 
 METHODS = ("minmax", "zscore", "clahe", "none")
 
@@ -196,6 +197,24 @@ def normalize(image, method: str = "minmax", *, frame_ndim: int = 2, **kwargs) -
         return clean_nonfinite(image, frame_ndim=frame_ndim)
     fn = {"minmax": minmax, "zscore": zscore, "clahe": clahe}[method]
     return fn(image, frame_ndim=frame_ndim, **kwargs)
+
+
+def normalize_whole(image, method: str = "minmax", **kwargs) -> np.ndarray:
+    """One model input, ``(H, W)`` or ``(C, H, W)``, normalised as a whole.
+
+    NaN/inf are replaced by the median, then ``minmax``, ``zscore``, ``clahe``
+    or ``none`` with the statistics of the whole array: the convention of the
+    training data loaders (:func:`hyperspy_mmdl.train.transforms.normalize`)
+    and of inference (:func:`hyperspy_mmdl.inference.prepare.normalize`), which
+    are this function.
+
+    Examples
+    --------
+    >>> normalize_whole(np.array([[[0.0, 2.0]], [[4.0, 8.0]]]), "minmax").ravel().tolist()
+    [0.0, 0.25, 0.5, 1.0]
+    """
+    x = np.asarray(image)
+    return normalize(x, method, frame_ndim=max(x.ndim, 2), **kwargs)
 
 
 def histogram_figure(before, after, bins: int = 256, labels=("before", "after"), figure=None):

@@ -9,9 +9,12 @@
   10 nm/px and a 33 nm/px image of the same film reach a model at the same
   physical scale.
 
-(The bicubic degradation of the super-resolution protocol,
-:func:`hyperspy_mmdl.preprocess.superres.downsample`, is a different, fixed
-operation and stays there.)
+* :func:`bicubic_resize` — Keys bicubic (``a = −0.75``, as PyTorch), with
+  antialiasing when shrinking like MATLAB's ``imresize``: the fixed degradation
+  and the baseline of the super-resolution protocol
+  (:mod:`hyperspy_mmdl.preprocess.superres`).
+
+All resampling in the package is done by these three functions.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 from ..calibration import PIXEL, Calibration, normalize_unit
 
-__all__ = ["resize", "resample_to_pixel_size"]
+__all__ = ["resize", "bicubic_resize", "resample_to_pixel_size"]
 
 
 def resize(image: np.ndarray, shape, order: int = 1, mode: str = "reflect") -> np.ndarray:
@@ -64,6 +67,37 @@ def resize(image: np.ndarray, shape, order: int = 1, mode: str = "reflect") -> n
     aa = order > 0 and (image.shape[-2] > shape[0] or image.shape[-1] > shape[1])
     return _resize(image, full, order=order, mode=mode, preserve_range=True,
                    anti_aliasing=aa).astype(image.dtype)
+
+
+def bicubic_resize(image, shape, antialias: bool = False) -> np.ndarray:
+    """Bicubic resampling of the last two axes (:func:`torch.nn.functional.interpolate`).
+
+    Parameters
+    ----------
+    image : array_like
+        ``(..., H, W)``.
+    shape : (int, int)
+        New ``(H, W)``.
+    antialias : bool
+        Widen the kernel when shrinking (MATLAB ``imresize`` behaviour).
+
+    Returns
+    -------
+    ndarray of float32, ``(..., *shape)``.
+
+    Examples
+    --------
+    >>> bicubic_resize(np.ones((2, 4, 4)), (8, 8)).shape
+    (2, 8, 8)
+    """
+    import torch
+    from torch.nn import functional as F
+
+    a = np.asarray(image, dtype=np.float32)
+    size = tuple(int(s) for s in shape)
+    t = torch.from_numpy(np.ascontiguousarray(a.reshape((-1, 1) + a.shape[-2:])))
+    out = F.interpolate(t, size=size, mode="bicubic", align_corners=False, antialias=antialias)
+    return out.numpy().reshape(a.shape[:-2] + size)
 
 
 def resample_to_pixel_size(image: np.ndarray, calibration: Calibration | None, pixel_size: float | None,

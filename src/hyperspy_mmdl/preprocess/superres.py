@@ -28,6 +28,7 @@ import numpy as np
 
 from ..checkpoint import runner
 from .normalize import clean_nonfinite
+from .resample import bicubic_resize
 
 __all__ = [
     "FACTORS",
@@ -70,18 +71,6 @@ def modcrop(image, factor: int) -> np.ndarray:
     return a[..., : h - h % factor, : w - w % factor]
 
 
-def _resize(image, size, antialias: bool) -> np.ndarray:
-    import torch
-    from torch.nn import functional as F
-
-    a = np.asarray(image, dtype=np.float32)
-    shape = a.shape
-    t = torch.from_numpy(np.ascontiguousarray(a.reshape((-1, 1) + shape[-2:])))
-    out = F.interpolate(t, size=tuple(int(s) for s in size), mode="bicubic", align_corners=False,
-                        antialias=antialias)
-    return out.numpy().reshape(shape[:-2] + tuple(size))
-
-
 def downsample(hr, factor: int) -> np.ndarray:
     """Low-resolution image of the protocol: ``modcrop`` then bicubic ÷``factor`` (antialiased)."""
     f = _factor(factor)
@@ -89,7 +78,7 @@ def downsample(hr, factor: int) -> np.ndarray:
     h, w = hr.shape[-2:]
     if h < f or w < f:
         raise ValueError(f"image of {h}×{w} px is too small to downsample by {f}")
-    return _resize(hr, (h // f, w // f), antialias=True)
+    return bicubic_resize(hr, (h // f, w // f), antialias=True)
 
 
 def bicubic(image, factor: int) -> np.ndarray:
@@ -97,7 +86,7 @@ def bicubic(image, factor: int) -> np.ndarray:
     f = _factor(factor)
     a = clean_nonfinite(image)
     h, w = a.shape[-2:]
-    return _resize(a, (h * f, w * f), antialias=False)
+    return bicubic_resize(a, (h * f, w * f), antialias=False)
 
 
 def to_y(image) -> np.ndarray:

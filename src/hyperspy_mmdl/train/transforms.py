@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..preprocess.normalize import METHODS
-from ..preprocess.normalize import normalize as _normalize
+from ..preprocess.normalize import normalize_whole as normalize  # the one normalisation (whole input)
 from ..preprocess.resample import resize  # the one resampler (re-exported for the data loaders)
 
 __all__ = [
@@ -27,31 +27,6 @@ __all__ = [
 ]
 
 NORMALIZATIONS = METHODS  # the names accepted by a model card's ``normalization``
-
-
-def normalize(image, method: str = "minmax") -> np.ndarray:
-    """Replace NaN/inf by the median, cast to float32 and normalise one model input as a whole.
-
-    This is :func:`hyperspy_mmdl.preprocess.normalize.normalize` with the
-    statistics taken over the whole ``(H, W)`` or ``(C, H, W)`` array (the
-    training data loaders' convention, also applied at inference).
-
-    Parameters
-    ----------
-    image : array_like
-        ``(H, W)`` or ``(C, H, W)``.
-    method : {"minmax", "zscore", "clahe", "none"}
-        ``minmax`` → [0, 1] (a constant image → 0); ``zscore`` → zero mean, unit
-        SD; ``clahe`` → :func:`skimage.exposure.equalize_adapthist` with
-        ``clip_limit=0.01`` on the min-max-scaled image (per channel).
-
-    Examples
-    --------
-    >>> normalize(np.array([[[0.0, 2.0]], [[4.0, 8.0]]]), "minmax").ravel().tolist()
-    [0.0, 0.25, 0.5, 1.0]
-    """
-    x = np.asarray(image)
-    return _normalize(x, method, frame_ndim=max(x.ndim, 2))
 
 
 def dihedral(image: np.ndarray, k: int) -> np.ndarray:
