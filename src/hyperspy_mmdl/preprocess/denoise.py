@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import runner
+from ._trained import TrainedModel
 from .normalize import clean_nonfinite
 
 __all__ = [
@@ -133,7 +134,7 @@ def nl_means(image, h: float | None = None, patch_size: int = 5, patch_distance:
 
 # --------------------------------------------------------------------------- Noise2Void
 @dataclass
-class Denoiser:
+class Denoiser(TrainedModel):
     """A trained Noise2Void network and the statistics it standardises with.
 
     Call it on an image or stack: ``denoiser(image) -> denoised`` (float32,
@@ -179,12 +180,6 @@ class Denoiser:
         (20, 24)
         """
         return runner("denoise")(image, (self.model, self.model_card()), device=device, tile=tile)
-
-    def save(self, path) -> Path:
-        """Write a safe checkpoint (weights + model card, no pickled code)."""
-        from ..checkpoint import save_checkpoint
-
-        return save_checkpoint(path, self.model, self.card)
 
 
 def load_denoiser(path) -> Denoiser:

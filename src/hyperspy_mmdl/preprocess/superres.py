@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import runner
+from ._trained import TrainedModel
 from .normalize import clean_nonfinite
 from .resample import bicubic_resize
 
@@ -134,7 +135,7 @@ def _unit_range(frame):
 
 # --------------------------------------------------------------------------- trained models
 @dataclass
-class SuperResolver:
+class SuperResolver(TrainedModel):
     """A trained super-resolution network for one factor.
 
     ``resolver(image)`` upscales a 2-D image or a stack ``(..., H, W)`` by
@@ -186,12 +187,6 @@ class SuperResolver:
         (2, 15, 12)
         """
         return runner("super-resolve")(clean_nonfinite(image), (self.model, self.model_card()), device=device)
-
-    def save(self, path) -> Path:
-        """Write a safe checkpoint (weights + model card, no pickled code)."""
-        from ..checkpoint import save_checkpoint
-
-        return save_checkpoint(path, self.model, self.card)
 
 
 def load_superres(path) -> SuperResolver:
