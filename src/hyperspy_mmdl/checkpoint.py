@@ -191,6 +191,14 @@ class ModelCard:
         Library versions; filled in by :func:`save_checkpoint` when empty.
     created : str
         ISO 8601 UTC time; filled in by :func:`save_checkpoint` when empty.
+
+    Examples
+    --------
+    >>> card = ModelCard("psc_fusion", task="regress-pce", target_mean=15.0, target_std=2.5)
+    >>> ModelCard.from_dict(card.to_dict()) == card
+    True
+    >>> ModelCard.from_dict({"architecture": "srcnn", "task": "super-resolve", "extra": {"factor": 3}}).scale_factor
+    3
     """
 
     architecture: str

@@ -106,7 +106,12 @@ def _process_token(value) -> str | None:
 
 
 def read_table(path):
-    """Read a CSV (UTF-8, UTF-8 with BOM or latin-1, auto-detected) into a DataFrame."""
+    """Read a CSV (UTF-8, UTF-8 with BOM or latin-1, auto-detected) into a DataFrame.
+
+    Examples
+    --------
+    >>> frame = read_table("devices.csv")  # doctest: +SKIP
+    """
     import pandas as pd
 
     path = Path(path)
@@ -132,6 +137,23 @@ def build_vocabularies(frame, composition: dict, process: dict, *, source: str =
     source : {"data", "spec"}
         ``"data"``: tokens seen at least ``min_count`` times in the column,
         most frequent first; ``"spec"``: the SPEC §3.1.8 lists.
+    min_count : int
+        Rarer tokens are left out (they encode as unknown).
+
+    Returns
+    -------
+    dict
+        ``{"composition": {field: [tokens]}, "process": {field: [tokens]}, "columns": ..., "source": ...}``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"ETL": ["TiO2", "TiO2 | SnO2", "SnO2"], "Solvent": ["DMF", "DMF", "DMSO"]})
+    >>> vocab = build_vocabularies(frame, {"etl": "ETL"}, {"solvent": "Solvent"})
+    >>> vocab["composition"], vocab["process"]
+    ({'etl': ['SnO2', 'TiO2']}, {'solvent': ['DMF']})
+    >>> encode_composition(frame, vocab).tolist()[1], encode_process(frame, vocab).ravel().tolist()
+    ([1.0, 1.0, 0.0], [1, 1, 0])
     """
     vocab = {"composition": {}, "process": {}, "columns": {"composition": dict(composition),
                                                           "process": dict(process)}, "source": source}
@@ -154,7 +176,15 @@ def build_vocabularies(frame, composition: dict, process: dict, *, source: str =
 
 
 def encode_composition(frame, vocab: dict) -> np.ndarray:
-    """Multi-hot ``(N, Σ(len(tokens_f) + 1))`` float32; the last slot of each field is 'unknown'."""
+    """Multi-hot ``(N, Σ(len(tokens_f) + 1))`` float32; the last slot of each field is 'unknown'.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> vocab = {"composition": {"etl": ["TiO2"]}, "columns": {"composition": {"etl": "ETL"}}}
+    >>> encode_composition(pd.DataFrame({"ETL": ["TiO2", "ZnO"]}), vocab).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     blocks = []
     for name, tokens in vocab["composition"].items():
         column = vocab["columns"]["composition"][name]
@@ -174,7 +204,15 @@ def encode_composition(frame, vocab: dict) -> np.ndarray:
 
 
 def encode_process(frame, vocab: dict) -> np.ndarray:
-    """Indices ``(N, n_fields)`` int64; 0 = unknown, token i → i + 1."""
+    """Indices ``(N, n_fields)`` int64; 0 = unknown, token i → i + 1.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> vocab = {"process": {"solvent": ["DMF", "DMSO"]}, "columns": {"process": {"solvent": "S"}}}
+    >>> encode_process(pd.DataFrame({"S": ["DMSO", "water", None]}), vocab).ravel().tolist()
+    [2, 0, 0]
+    """
     cols = []
     for name, tokens in vocab["process"].items():
         column = vocab["columns"]["process"][name]

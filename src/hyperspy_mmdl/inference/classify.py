@@ -13,7 +13,18 @@ __all__ = ["classify", "iter_classify"]
 
 def iter_classify(images, calibration, model, *, device="auto", batch_size=None, overlap=0.25,
                   tile=True, channel_axis=None, resample=True, amp=None):
-    """Generator form of :func:`classify`: yields ``(done, total)`` tiles, returns the probabilities."""
+    """Generator form of :func:`classify`: yields ``(done, total)`` tiles, returns the probabilities.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(1, 2))
+    >>> card = ModelCard("vgg_grain", task="classify", input_size=[1, 16, 16], class_names=["a", "b"])
+    >>> steps = iter_classify(np.zeros((2, 16, 16)), None, (net, card), device="cpu")
+    >>> next(steps), run_steps(steps).shape
+    ((0, 2), (2, 2))
+    """
     import torch
 
     pred = get_predictor(model, device=device, amp=amp).require_task("classify", "classify (a classifier)")

@@ -48,7 +48,21 @@ def tile_shape_for(pred: Predictor, tile) -> tuple[int, int] | None:
 def iter_predict_dense(images, calibration, model, tile_fn: Callable, *, device="auto", batch_size=None,
                        overlap=0.25, tile=True, channel_axis=None, resample=True, amp=None, scale: int = 1,
                        frames=None):
-    """Generator form of :func:`predict_dense` (yields ``(done, total)`` tiles)."""
+    """Generator form of :func:`predict_dense` (yields ``(done, total)`` tiles).
+
+    ``frames=(prepared frames, (lead, frame_shape))`` skips the preparation
+    (the caller ran :func:`~hyperspy_mmdl.inference.prepare.prepare_frames`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> card = ModelCard("unet_boundary", task="segment", input_size=[1, 32, 32])
+    >>> steps = iter_predict_dense(np.zeros((40, 40)), None, (torch.nn.Identity(), card), model_output_fn,
+    ...                            device="cpu")
+    >>> next(steps), run_steps(steps).shape
+    ((0, 4), (1, 40, 40))
+    """
     pred = get_predictor(model, device=device, amp=amp)
     if frames is None:
         frames, (lead, frame_shape) = prepare_frames(images, calibration, pred, channel_axis=channel_axis,
@@ -134,7 +148,16 @@ def predict_dense(images, calibration, model, tile_fn: Callable, *, device="auto
 
 
 def model_output_fn(pred: Predictor, batch: np.ndarray) -> np.ndarray:
-    """``tile_fn`` for a model whose output is already a dense map ``(B, K, h, w)``."""
+    """``tile_fn`` for a model whose output is already a dense map ``(B, K, h, w)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> p = Predictor(torch.nn.Identity(), ModelCard("unet_boundary", task="segment"), device="cpu")
+    >>> model_output_fn(p, np.ones((2, 1, 4, 4), np.float32)).shape
+    (2, 1, 4, 4)
+    """
     import torch
 
     with torch.inference_mode(), pred.autocast():
@@ -143,7 +166,16 @@ def model_output_fn(pred: Predictor, batch: np.ndarray) -> np.ndarray:
 
 
 def sigmoid_output_fn(pred: Predictor, batch: np.ndarray) -> np.ndarray:
-    """``tile_fn`` for a model whose output map holds logits: ``sigmoid(output)`` (boundary U-Net)."""
+    """``tile_fn`` for a model whose output map holds logits: ``sigmoid(output)`` (boundary U-Net).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> p = Predictor(torch.nn.Identity(), ModelCard("unet_boundary", task="segment"), device="cpu")
+    >>> float(sigmoid_output_fn(p, np.zeros((1, 1, 2, 2), np.float32)).max())
+    0.5
+    """
     import torch
 
     with torch.inference_mode(), pred.autocast():

@@ -100,6 +100,11 @@ def fusion_weights(attention: Mapping) -> "np.ndarray | None":
 
     PSC-Fusion's gates ``w_i = sigmoid(W_i v_i + b_i)`` (SPEC §1.1.5) are
     vectors (``gate="vector"``) or scalars per modality; vectors are averaged.
+
+    Examples
+    --------
+    >>> [round(float(v), 2) for v in fusion_weights({"fusion_gates": np.ones((2, 3, 4)) * [[[0.1], [0.5], [0.9]]]})[0]]
+    [0.1, 0.5, 0.9]
     """
     for key, value in attention.items():
         k = key.lower()
@@ -164,7 +169,12 @@ def _grain_feature_columns(numeric_cols) -> bool:
 def iter_predict_pce(images, calibration, model, *, composition=None, process=None, n_frames=None,
                      grain_features=False, mask=(), device="auto", batch_size=None, overlap=0.25, tile=True,
                      channel_axis=None, resample=True, amp=None):
-    """Generator form of :func:`predict_pce` (yields ``(done, total)``)."""
+    """Generator form of :func:`predict_pce` (yields ``(done, total)``).
+
+    Examples
+    --------
+    >>> pce, weights = run_steps(iter_predict_pce(stack, cal, "pce.pt", composition=row))  # doctest: +SKIP
+    """
     pred = get_predictor(model, device=device, amp=amp)
     pred.require_task("regress-pce", "predict_pce (a PCE regressor, PSC-Fusion)")
     comp, proc, _ = encode_tabular(pred.card, composition, process)
@@ -268,6 +278,16 @@ def predict_pce(images, calibration, model, *, composition=None, process=None, n
         target mean and SD from the card.
     fusion_weights : ndarray of float32, shape (..., 3)
         Mean fusion gate of the image, composition and process branches.
+
+    Raises
+    ------
+    WrongTaskError
+        The model is not a PCE regressor (``"regress-pce"``).
+
+    Examples
+    --------
+    >>> pce, weights = predict_pce(image, cal, "pce.pt", composition={"etl": "TiO2"},
+    ...                            process={"solvent": "DMF"})   # doctest: +SKIP
     """
     return run_steps(iter_predict_pce(images, calibration, model, composition=composition, process=process,
                                       n_frames=n_frames, grain_features=grain_features, mask=mask,

@@ -41,6 +41,15 @@ class Predictor:
         it is never used on CPU or MPS.
     path : Path, optional
         The file the model came from (for display).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> p = Predictor(torch.nn.Identity(), ModelCard("vgg_grain", input_size=[1, 224, 224],
+    ...                                              class_names=["small", "large"]), device="cpu")
+    >>> p.tile_shape, p.class_names, p.device.type
+    ((224, 224), ['small', 'large'], 'cpu')
     """
 
     def __init__(self, model, card, device="auto", amp=None, path=None):
@@ -160,7 +169,12 @@ _CACHE_LOCK = threading.Lock()
 
 
 def clear_cache() -> None:
-    """Forget every model loaded by :func:`get_predictor`."""
+    """Forget every model loaded by :func:`get_predictor` (the next call reads the file again).
+
+    Examples
+    --------
+    >>> clear_cache()
+    """
     with _CACHE_LOCK:
         _CACHE.clear()
 
@@ -184,6 +198,17 @@ def get_predictor(model, device="auto", amp=None) -> Predictor:
         For files, the same object is returned as long as the file's path,
         modification time and the device are unchanged (a cache of the last
         four models).
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from hyperspy_mmdl import models
+    >>> from hyperspy_mmdl.checkpoint import ModelCard, save_checkpoint
+    >>> net = models.create("n2v_unet", base_channels=4, depth=1)
+    >>> path = save_checkpoint(Path(tempfile.mkdtemp()) / "n2v.pt", net,
+    ...                        ModelCard("n2v_unet", config=net.default_cfg["config"], task="denoise"))
+    >>> get_predictor(path, device="cpu") is get_predictor(str(path), device="cpu")
+    True
     """
     if isinstance(model, Predictor):
         return model

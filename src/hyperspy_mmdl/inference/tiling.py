@@ -117,7 +117,13 @@ def _pad_to(x: np.ndarray, th: int, tw: int) -> np.ndarray:
 
 @dataclass
 class Tile:
-    """One tile: its frame index, top-left corner and which of its borders are image borders."""
+    """One tile: its frame index, top-left corner and which of its borders are image borders.
+
+    Examples
+    --------
+    >>> Tile(frame=0, y=0, x=30, edges=(True, True, False, True)).edges[2]
+    False
+    """
 
     frame: int
     y: int
