@@ -20,7 +20,7 @@ from .prepare import prepare_frames
 from .tiling import plan_tiles, tile_batches
 
 __all__ = ["MODALITIES", "encode_tabular", "tabular_fields", "fusion_weights", "grain_feature_factors",
-           "predict_pce", "iter_predict_pce"]
+           "predict_pce", "iter_predict_pce", "set_modality_mask"]
 
 MODALITIES = ("image", "composition", "process")
 
@@ -67,6 +67,38 @@ def _masked(card) -> set:
     return set(card.masked_modalities)
 
 
+def set_modality_mask(model, masked) -> None:
+    """Switch a PSC-Fusion model's branches off with its own switch (``set_modality_mask`` or ``mask``).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    masked : iterable of str
+        Modalities to switch off (empty: all on).
+
+    Raises
+    ------
+    ValueError
+        ``masked`` is not empty and the model has no switch.
+
+    Examples
+    --------
+    >>> class Net:
+    ...     mask = set()
+    >>> net = Net()
+    >>> set_modality_mask(net, ["image"]); net.mask
+    {'image'}
+    """
+    masked = set(masked)
+    if hasattr(model, "set_modality_mask"):
+        model.set_modality_mask(sorted(masked))
+    elif hasattr(model, "mask"):
+        model.mask = masked
+    elif masked:
+        raise ValueError(f"{type(model).__name__} cannot switch modalities off "
+                         "(no set_modality_mask / mask)")
+
+
 class _ModalityMask:
     """Switch PSC-Fusion branches off for a forward pass and restore the card's mask afterwards."""
 
@@ -74,14 +106,7 @@ class _ModalityMask:
         self.pred, self.masked = pred, set(masked)
 
     def _set(self, masked):
-        model = self.pred.model
-        if hasattr(model, "set_modality_mask"):
-            model.set_modality_mask(sorted(masked))
-        elif hasattr(model, "mask"):
-            model.mask = set(masked)
-        elif masked:
-            raise ValueError(f"{type(model).__name__} cannot switch modalities off "
-                             "(no set_modality_mask / mask)")
+        set_modality_mask(self.pred.model, masked)
 
     def __enter__(self):
         self.pred.lock.acquire()

@@ -250,26 +250,24 @@ def _pce_config(table, config: dict) -> dict:
 
 
 def _masked_modalities(mask) -> list[str]:
+    from ..inference.pce import MODALITIES
+
     if mask is None:
         return []
     if isinstance(mask, str):
         mask = [mask]
-    bad = [m for m in mask if m not in ("image", "composition", "process")]
+    bad = [m for m in mask if m not in MODALITIES]
     if bad:
-        raise ValueError(f"unknown modality {bad}; one of image, composition, process")
+        raise ValueError(f"unknown modality {bad}; one of {', '.join(MODALITIES)}")
     return list(mask)
 
 
 def _apply_mask(model, masked):
-    """Disable branches with the model's own switch (``set_modality_mask`` or a ``mask`` attribute)."""
-    if not masked:
-        return
-    if hasattr(model, "set_modality_mask"):
-        model.set_modality_mask(masked)
-    elif hasattr(model, "mask"):
-        model.mask = set(masked)
-    else:
-        raise ValueError(f"{type(model).__name__} has no modality masking switch")
+    """Disable branches with the model's own switch (:func:`hyperspy_mmdl.inference.pce.set_modality_mask`)."""
+    from ..inference.pce import set_modality_mask
+
+    if masked:
+        set_modality_mask(model, masked)
 
 
 def train_pce(table, recipe: dict, *, rows_train=None, rows_val=None, rows_test=None, images=None,
