@@ -58,6 +58,9 @@ __all__ = [
     "frame_calibration",
     "common_unit",
     "PREPROCESS_KEYS",
+    "count_notes",
+    "check_unit",
+    "grain_feature_factors",
 ]
 
 PREPROCESS_KEYS = ("data_bar", "denoise", "denoise_params", "normalize")
@@ -238,17 +241,26 @@ class FrameAnalysis:
     def row(self) -> dict:
         """One flat, JSON-friendly dict: grain count, summary numbers, method, unit, model outputs.
 
-        Nested summary items (``units``) are left out: the unit of every length
-        is :attr:`unit` (``unit`` key), of GBLD its inverse.
+        Nested summary items (``units``) are left out: :meth:`row_units` gives
+        the unit of each column.
         """
-        out = {"n_grains": self.n_grains, "unit": self.unit, "method": self.method,
-               "analysed_rows": int(self.analysed_rows)}
+        out = {"n_grains": self.n_grains, "method": self.method, "analysed_rows": int(self.analysed_rows),
+               "analysed_area": self.analysed_area}
         for k, v in self.summary.items():
             if k in ("units", "n_grains"):
                 continue
             out[k] = _plain(v)
         out.update({k: _plain(v) for k, v in self.predictions.items()})
         return out
+
+    def row_units(self) -> dict:
+        """The unit of each column of :meth:`row` that has one (for headers: ``mean_ecd [µm]``)."""
+        units = {k: v for k, v in (self.summary.get("units") or {}).items() if v}
+        units["analysed_area"] = self.calibration.area_unit
+        units["mean_ecd_um"] = "µm"
+        if self.prediction_unit:
+            units["pce"] = self.prediction_unit
+        return units
 
 
 def _plain(v):
@@ -554,6 +566,24 @@ def _apply_models(result: FrameAnalysis, params: AnalysisParameters) -> None:
             kw = dict(composition=dict(params.composition), process=dict(params.process))
         result.attention = np.asarray(explain.attention_map(image, cal, attention_pred, params.attention,
                                                             device=params.device, **kw), np.float32)
+
+
+def count_notes(pairs) -> list[str]:
+    """Each kind of note once, with the number of files it concerns.
+
+    Parameters
+    ----------
+    pairs : iterable of (file, note)
+
+    Example
+    -------
+    >>> count_notes([("a.tif", "no calibration: lengths in pixels"), ("b.tif", "no calibration: lengths in pixels")])
+    ['2 files: no calibration: lengths in pixels']
+    """
+    files: dict[str, set] = {}
+    for f, note in pairs:
+        files.setdefault(str(note), set()).add(str(f))
+    return [f"{len(v)} file{'s' if len(v) != 1 else ''}: {note}" for note, v in files.items()]
 
 
 def check_unit(unit: str | None) -> str | None:
