@@ -59,6 +59,7 @@ __all__ = [
     "common_unit",
     "PREPROCESS_KEYS",
     "count_notes",
+    "apply_models",
     "check_unit",
     "grain_feature_factors",
 ]
@@ -497,7 +498,7 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
     if rgb is not None:
         result.notes.append("colour image: segmented in colour, measured and modelled on its BT.601 luminance")
     if params.uses_models:
-        _apply_models(result, params)
+        apply_models(result, params)
     return result
 
 
@@ -528,8 +529,13 @@ def grain_feature_factors(result: FrameAnalysis, unit: str = "µm") -> np.ndarra
     return np.array([float(s[k]) * scale.get(k, 1.0) for k in FEATURE_FACTORS], dtype=np.float32)
 
 
-def _apply_models(result: FrameAnalysis, params: AnalysisParameters) -> None:
-    """Classifier, PCE model and attention map of one analysed frame, in place."""
+def apply_models(result: FrameAnalysis, params: AnalysisParameters) -> None:
+    """Classifier, PCE model and attention map of one analysed frame, in place.
+
+    :func:`analyze_frame` calls it when ``params`` name a model; call it on a
+    :class:`FrameAnalysis` to add a model's outputs later (the demo trains its
+    classifier after measuring).
+    """
     from . import inference
 
     image, cal = result.image, result.calibration
