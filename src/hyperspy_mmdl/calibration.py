@@ -270,26 +270,35 @@ class Calibration:
 
     @classmethod
     def from_napari(cls, layer) -> "Calibration":
-        """The calibration of the last two (image) axes of a napari layer (its ``scale``,
-        ``translate`` and ``units``), the inverse of :meth:`to_napari`.
+        """The calibration of a napari layer (or of a writer's layer-metadata dict): its
+        ``scale``, ``translate``, ``units`` and ``axis_labels``; the inverse of :meth:`to_napari`.
 
-        Reads attributes only (napari is not imported). Axes in different length
-        units are converted to one readable unit, as :meth:`from_axes` does.
+        Reads attributes (or keys) only: napari is not imported. Image axes in
+        different length units get one readable unit, as in :meth:`from_axes`.
 
         Example
         -------
-        >>> from types import SimpleNamespace
-        >>> layer = SimpleNamespace(scale=(2.0, 2.0), translate=(0.0, 0.0), units=("nm", "nm"), rgb=False)
+        >>> layer = dict(scale=(2.0, 2.0), translate=(0.0, 0.0), units=("nanometer", "nanometer"))
         >>> Calibration.from_napari(layer).describe()
         '2 nm/px'
         """
-        nd = 2
-        scale = tuple(float(v) for v in tuple(layer.scale)[-nd:])
-        translate = tuple(float(v) for v in tuple(layer.translate)[-nd:])
-        units = getattr(layer, "units", None)
-        units = tuple(str(u) for u in tuple(units)[-nd:]) if units is not None else (PIXEL, PIXEL)
-        return cls.from_axes([dict(index_in_array=i, scale=s, units=u, offset=o)
-                              for i, (s, u, o) in enumerate(zip(scale, units, translate))])
+        if isinstance(layer, dict):
+            get = layer.get
+        else:
+            def get(key, default=None):
+                return getattr(layer, key, default)
+        scale = tuple(float(v) for v in (get("scale") if get("scale") is not None else (1.0, 1.0)))
+        n = len(scale)
+        translate = get("translate")
+        translate = tuple(float(v) for v in translate) if translate is not None else (0.0,) * n
+        units = get("units")
+        units = tuple(str(u) for u in units) if units is not None else (PIXEL,) * n
+        labels = get("axis_labels")
+        names = [str(a) for a in labels] if labels is not None else [""] * n
+        if all(a.lstrip("-").isdigit() for a in names):  # napari's default labels: no names
+            names = [""] * n
+        return cls.from_axes([dict(index_in_array=i, scale=s, units=u, offset=o, name=a)
+                              for i, (s, u, o, a) in enumerate(zip(scale, units, translate, names))])
 
     # ------------------------------------------------------------------ views
     @property

@@ -158,6 +158,22 @@ class AnalysisParameters:
     def uses_models(self) -> bool:
         return self.classify is not None or self.predict_pce is not None
 
+    @classmethod
+    def from_segment_kwargs(cls, kwargs: Mapping | None = None, **fields) -> "AnalysisParameters":
+        """From ``segment()``-style keywords (``method``, ``data_bar`` and the segmentation
+        parameters) plus other fields (models, convention ...).
+
+        Example
+        -------
+        >>> AnalysisParameters.from_segment_kwargs({"method": "threshold", "data_bar": False}).data_bar
+        False
+        """
+        kw = dict(kwargs or {})
+        kw.pop("return_info", None)
+        method = kw.pop("method", fields.pop("method", "auto"))
+        data_bar = kw.pop("data_bar", True) not in (False, None)
+        return cls(method=method, segment_params=kw, data_bar=data_bar, **fields)
+
     def replace(self, **changes) -> "AnalysisParameters":
         """A copy with some fields changed."""
         return replace(self, **changes)

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import MMDLError, WrongTaskError
 from .pipeline import AnalysisParameters, FrameAnalysis, analyze_frame, apply_models, common_unit, iter_frames
 
-__all__ = ["FrameResult", "analyze_image", "analyze_files", "predict_frame", "write_report", "parameters_from"]
+__all__ = ["FrameResult", "analyze_image", "analyze_files", "predict_frame", "write_report"]
 
 
 @dataclass
@@ -67,15 +67,6 @@ class FrameResult:
     @property
     def predicted_class(self) -> str | None:
         return self.analysis.predicted_class
-
-
-def parameters_from(segment_kwargs: dict | None = None, **models) -> AnalysisParameters:
-    """:class:`~hyperspy_mmdl.pipeline.AnalysisParameters` from ``segment()``-style keywords
-    (``method``, ``data_bar`` and the segmentation parameters) and model fields."""
-    kw = dict(segment_kwargs or {})
-    method = kw.pop("method", "auto")
-    data_bar = kw.pop("data_bar", True) not in (False, None)
-    return AnalysisParameters(method=method, segment_params=kw, data_bar=data_bar, **models)
 
 
 def analyze_image(data, calibration, *, source: str = "image", model=None, device: str = "auto",
@@ -121,7 +112,7 @@ def analyze_image(data, calibration, *, source: str = "image", model=None, devic
                                      f"regress-pce checkpoint")
             key = "classify" if pred.card.task == "classify" else "predict_pce"
             models = {key: pred, "attention": attention, "device": device}
-        params = parameters_from(segment_kwargs, **models)
+        params = AnalysisParameters.from_segment_kwargs(segment_kwargs, **models)
     results = []
     for k, (i, frame, cal) in enumerate(iter_frames(data, calibration, rgb=rgb)):
         fa = analyze_frame(frame, cal, params, unit=unit)

@@ -401,11 +401,7 @@ class Microstructure(Signal2D):
         """The pipeline's parameters from this signal's method arguments (``data_bar`` included)."""
         from .pipeline import AnalysisParameters
 
-        params = dict(params or {})
-        params.pop("return_info", None)
-        data_bar = params.pop("data_bar", True)
-        return AnalysisParameters(method=method, segment_params=params, convention=convention,
-                                  data_bar=data_bar not in (False, None))
+        return AnalysisParameters.from_segment_kwargs(params, method=method, convention=convention)
 
     def _iter_frames(self):
         """``(index tuple, frame)`` of every frame, colour kept as ``(H, W, 3)``."""

@@ -160,12 +160,7 @@ def layer_frames(layer):
     from hyperspy_mmdl.calibration import Calibration
 
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    units = [str(u) for u in layer.units] if getattr(layer, "units", None) is not None else None
-    n = len(layer.scale)
-    cal = Calibration(scale=tuple(layer.scale), units=units or ("px",) * n, offset=tuple(layer.translate),
-                      names=tuple(str(a) for a in layer.axis_labels) if getattr(layer, "axis_labels", None)
-                      else None)
-    return data, cal, (-1 if layer.rgb else None)
+    return data, Calibration.from_napari(layer), (-1 if layer.rgb else None)
 
 
 def overlay_kwargs(layer) -> dict:
