@@ -506,7 +506,7 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
         if rows < frame.shape[0]:
             lab = np.concatenate([lab, np.zeros((frame.shape[0] - rows, lab.shape[1]), np.int32)])
         labels = lab
-    result = measure_frame(labels, cal, analysed_rows=rows, params=params)
+    result = measure_frame(labels, cal, analysed_rows=rows, params=params, unit=unit)
     result.data_bar = bar
     result.method = str(info.get("method", params.method if info else "given"))
     result.segment_info = info
