@@ -191,6 +191,7 @@ def test_batch_gives_the_hyperspy_numbers(batch_run, hyperspy_results):
 @pytest.mark.gui
 def test_napari_grains_widget_gives_the_hyperspy_numbers(matrix, hyperspy_results, make_napari_viewer,
                                                           qtbot):
+    from napari_mmdl._reader import get_reader
     from napari_mmdl.widgets.grains import GrainsWidget
 
     viewer = make_napari_viewer()
@@ -199,9 +200,11 @@ def test_napari_grains_widget_gives_the_hyperspy_numbers(matrix, hyperspy_result
         viewer.layers.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            [layer] = viewer.open(str(path))  # the reader napari picks, as a user gets it
+            # the reader a user gets: ours for microscope files, napari's own for plain images
+            plugin = "napari-mmdl" if get_reader(str(path)) is not None else "napari"
+            [layer] = viewer.open(str(path), plugin=plugin)
         widget.labels_layer = None
-        widget._refresh_images()
+        widget.image.reset_choices()
         widget.image.value = layer
         worker = widget.run()
         with qtbot.waitSignal(worker.finished, timeout=120_000):

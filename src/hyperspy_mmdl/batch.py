@@ -843,7 +843,8 @@ def _plan_input(path: Path, checksum_mode: str) -> dict:
         img = load(path, lazy=True)
         frames = _frames_view(img.data, img.rgb)
         entry["rgb"] = bool(img.rgb)
-        entry["shape"] = [int(n) for n in img.data.shape]
+        # the labels' shape: a colour input's channel axis is not part of it
+        entry["shape"] = [int(n) for n in (img.data.shape[:-1] if img.rgb else img.data.shape)]
         entry["dtype"] = str(img.data.dtype)
         entry["n_frames"] = int(frames.shape[0])
         entry["frame_shape"] = [int(n) for n in frames.shape[1:3]]

@@ -193,7 +193,8 @@ def _convert(data, path: Path, notes: list[str]):
     if dt.names is not None:  # structured RGB(A): fields R, G, B[, A]
         if not all(c in dt.names for c in ("R", "G", "B")):
             raise ReadError(f"{path}: unsupported structured dtype {dt}")
-        arr = np.asarray(data) if isinstance(data, np.ndarray) else data.compute()
+        # colour has no lazy mode here; synchronous: this may run inside a dask.distributed task
+        arr = np.asarray(data) if isinstance(data, np.ndarray) else data.compute(scheduler="synchronous")
         if "A" in dt.names:
             notes.append("RGBA: the alpha channel is dropped")
         return as_channels(arr)
@@ -332,7 +333,7 @@ def _signal(data, calibration: Calibration, signal_type: str = "microstructure")
     lazy = not isinstance(data, np.ndarray)
     if data.ndim == calibration.ndim + 1:  # colour: R, G, B last
         dt = np.dtype([(c, data.dtype) for c in "RGB"])
-        arr = np.asarray(data) if not lazy else data.compute()
+        arr = np.asarray(data) if not lazy else data.compute(scheduler="synchronous")
         data = np.ascontiguousarray(arr).view(dt)[..., 0]
         lazy = False
     s = Signal2D(data, axes=calibration.to_axes(data.shape))

@@ -26,6 +26,8 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
+from ._model_picker import image_layer_picker
+
 METHODS = ("auto", "boundary", "threshold")
 LINES = ("auto", "dark", "bright", "edge")
 THRESHOLDS = ("otsu", "isodata")
@@ -55,7 +57,7 @@ class GrainsWidget(QWidget):
         self._analysed_rows = None  # rows [0, n) analysed in the last run (the data bar below)
         self._params = None  # the AnalysisParameters of the last run
 
-        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.image = image_layer_picker(napari_viewer)
         self.method = ComboBox(label="method", choices=METHODS, value="auto")
         self.lines = ComboBox(label="boundary lines", choices=LINES, value="auto")
         self.threshold = ComboBox(label="threshold", choices=THRESHOLDS, value="otsu")
@@ -100,19 +102,8 @@ class GrainsWidget(QWidget):
         self.export_button.changed.connect(self._export_dialog)
         self.method.changed.connect(self._method_changed)
         self._method_changed()
-        if self.viewer is not None:
-            self.viewer.layers.events.inserted.connect(self._refresh_images)
-            self.viewer.layers.events.removed.connect(self._refresh_images)
 
     # ------------------------------------------------------------------ choices
-    def _image_choices(self, _w=None):
-        from ._model_picker import image_layers
-
-        return [(layer.name, layer) for layer in image_layers(self.viewer)]
-
-    def _refresh_images(self, *_):
-        self.image.reset_choices()
-
     def _method_changed(self, *_):
         m = self.method.value
         self.lines.visible = m in ("auto", "boundary")
