@@ -11,6 +11,8 @@ import torch
 from hyperspy_mmdl import inference as inf  # noqa: E402
 from hyperspy_mmdl.calibration import Calibration  # noqa: E402
 from hyperspy_mmdl.checkpoint import save_checkpoint  # noqa: E402
+from hyperspy_mmdl.errors import WrongTaskError  # noqa: E402
+from hyperspy_mmdl.inference.tiling import plan_tiles  # noqa: E402
 
 
 class TinyClassifier(torch.nn.Module):
@@ -115,7 +117,7 @@ def test_normalization_is_the_training_one(classifier):
     x = stack(1, (40, 50))[0] * 300 + 20
     for method in ("minmax", "zscore", "none"):
         np.testing.assert_array_equal(inf.normalize(x, method), T.normalize(x, method))
-    with pytest.raises(ValueError, match="unknown normalization 'bogus'"):
+    with pytest.raises(ValueError, match="unknown normalisation 'bogus'"):
         inf.normalize(x, "bogus")
     frames, (lead, shape) = inf.prepare_frames(x, Calibration.from_pixel_size(20, "nm"), classifier)
     assert lead == () and shape == (40, 50)
@@ -238,7 +240,7 @@ def test_classify_rejects_wrong_inputs(classifier):
     with pytest.raises(ValueError, match="batch_size"):
         inf.classify(np.zeros((40, 40)), None, classifier, batch_size=0)
     seg = inf.Predictor(TinyDense(), card(task="segment"), device="cpu")
-    with pytest.raises(ValueError, match="not a classifier"):
+    with pytest.raises(WrongTaskError, match=r"is a 'segment' model; classify .*needs a 'classify' model"):
         inf.classify(np.zeros((40, 40)), None, seg)
     with pytest.raises(TypeError, match="checkpoint path"):
         inf.classify(np.zeros((40, 40)), None, 42)
@@ -395,7 +397,7 @@ def test_predict_pce_image_and_tabular():
     # by hand: one tile-average per frame, de-standardised with the card's target mean and SD
     comp, proc, _ = inf.encode_tabular(pred.card, COMP, PROC)
     frames, _ = inf.prepare_frames(x[:1], cal, pred)
-    padded, tiles = inf._plan(frames, (32, 32), 0.25)
+    padded, tiles = plan_tiles(frames, (32, 32), 0.25)
     batch = np.stack([padded[0][:, t.y:t.y + 32, t.x:t.x + 32] for t in tiles])
     with torch.no_grad():
         out = pred.model(torch.from_numpy(batch), torch.from_numpy(comp).expand(len(tiles), -1),
@@ -428,7 +430,7 @@ def test_predict_pce_without_image_and_masks():
     trained_without = pce_predictor(masked_modalities=["image"])
     with pytest.raises(ValueError, match="trained without the image branch"):
         inf.predict_pce(x, None, trained_without, composition=COMP, process=PROC)
-    with pytest.raises(ValueError, match="not a PCE regressor"):
+    with pytest.raises(WrongTaskError, match=r"is a 'classify' model; predict_pce .*needs a 'regress-pce' model"):
         inf.predict_pce(x, None, inf.Predictor(TinyClassifier(), card(), device="cpu"))
     with pytest.raises(ValueError, match="unknown modality"):
         inf.predict_pce(x, None, pred, mask=["sound"])
@@ -541,7 +543,7 @@ def test_predict_pce_with_grain_features():
     pce, _ = inf.predict_pce(img, cal, pred, composition=COMP, process=PROC, grain_features=True)
     comp, proc, _ = inf.encode_tabular(c, COMP, PROC)
     frames, _ = inf.prepare_frames(img, cal, pred)
-    padded, tiles = inf._plan(frames, (32, 32), 0.25)
+    padded, tiles = plan_tiles(frames, (32, 32), 0.25)
     batch = torch.from_numpy(np.stack([padded[0][:, t.y:t.y + 32, t.x:t.x + 32] for t in tiles]))
     n = len(tiles)
     with torch.no_grad():

@@ -99,7 +99,7 @@ def test_normalizations():
     assert T.normalize(np.full((3, 3), 7.0), "minmax").max() == 0
     c = T.normalize(np.random.default_rng(0).random((32, 32)), "clahe")
     assert c.shape == (32, 32) and 0 <= c.min() and c.max() <= 1
-    with pytest.raises(ValueError, match="unknown normalization"):
+    with pytest.raises(ValueError, match="unknown normalisation"):
         T.normalize(x, "fancy")
 
 

@@ -10,11 +10,8 @@ import torch
 
 from hyperspy_mmdl.grains.evaluate import boundary_f1  # noqa: E402
 from hyperspy_mmdl.models.unet import UNetBoundary, unet_boundary  # noqa: E402
-from hyperspy_mmdl.train.segmentation import (  # noqa: E402
-    labels_from_boundaries,
-    predict_boundaries,
-    segment_learned,
-)
+from hyperspy_mmdl.grains.learned import labels_from_boundaries, segment_learned  # noqa: E402
+from hyperspy_mmdl.inference.segment import predict_boundaries  # noqa: E402
 
 
 def test_unet_any_input_size():
@@ -64,8 +61,8 @@ class _Pointwise(torch.nn.Module):
 
 def test_tiled_prediction_is_seamless():
     img = np.random.default_rng(0).random((150, 230)).astype(np.float32)
-    whole = predict_boundaries(_Pointwise(), img, tile=512)
-    tiled = predict_boundaries(_Pointwise(), img, tile=64, overlap=8)
+    whole = predict_boundaries(img, None, _Pointwise(), tile=512)
+    tiled = predict_boundaries(img, None, _Pointwise(), tile=64, overlap=8)
     assert np.allclose(whole, tiled, atol=1e-6)
     assert np.allclose(whole, 1 / (1 + np.exp(-(4 * img_norm(img) - 2))), atol=1e-5)
 

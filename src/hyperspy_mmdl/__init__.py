@@ -19,6 +19,7 @@ stays light: torch and hyperspy are imported by the modules that need them.
 """
 
 from .calibration import Calibration
+from . import inference as _inference  # noqa: E402,F401  the composition root: registers the model runners
 
 __version__ = "0.1.0"
 __all__ = ["Calibration", "__version__"]

@@ -27,11 +27,11 @@ import datetime as _dt
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError  # re-exported: one error hierarchy
+from .errors import CheckpointError, MMDLError, WrongTaskError  # CheckpointError re-exported
 
 __all__ = [
     "FORMAT",
@@ -42,12 +42,91 @@ __all__ = [
     "load_checkpoint",
     "read_card",
     "library_versions",
+    "TASKS",
+    "check_task",
+    "register_runner",
+    "runner",
 ]
 
 FORMAT = "napari-mmdl-checkpoint"
 FORMAT_VERSION = 1
 
 TASKS = ("classify", "regress-pce", "segment", "denoise", "super-resolve")
+
+#: The function that applies a model of each task, installed by :mod:`hyperspy_mmdl.inference`.
+_RUNNERS: dict = {}
+
+
+def check_task(card, task: str, use: str, source) -> None:
+    """Raise :class:`~hyperspy_mmdl.errors.WrongTaskError` unless ``card.task`` is ``task``.
+
+    Parameters
+    ----------
+    card : ModelCard
+    task : str
+        The task the caller needs.
+    use : str
+        What the caller does, for the message.
+    source : str or Path
+        The model file (its name goes into the message) or a description.
+
+    Examples
+    --------
+    >>> check_task(ModelCard("vgg_grain", task="classify"), "denoise", "denoise", Path("/m/grain.pt"))
+    Traceback (most recent call last):
+    ...
+    hyperspy_mmdl.errors.WrongTaskError: grain.pt is a 'classify' model; denoise needs a 'denoise' model
+    """
+    if card.task != task:
+        name = source.name if isinstance(source, Path) else str(source)
+        raise WrongTaskError(f"{name} is a {card.task!r} model; {use} needs a {task!r} model")
+
+
+def register_runner(task: str, fn) -> None:
+    """Install the function that applies models of ``task`` (done by :mod:`hyperspy_mmdl.inference`).
+
+    Lower layers that accept a model for one of their methods
+    (``grains.segment(method="learned")``, ``preprocess.denoise.denoise(method="noise2void",
+    model=...)``, ``preprocess.superres.super_resolve(model=...)``) cannot import the
+    inference package, which sits above them; they call :func:`runner` instead.
+    ``import hyperspy_mmdl`` imports :mod:`hyperspy_mmdl.inference`, which registers
+    its runners, so they are always there.
+
+    Parameters
+    ----------
+    task : str
+        One of :data:`TASKS`.
+    fn : callable
+        The runner; its signature is the task's (see :mod:`hyperspy_mmdl.inference`).
+
+    Examples
+    --------
+    >>> runner("denoise").__module__
+    'hyperspy_mmdl.inference.restore'
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; one of {TASKS}")
+    _RUNNERS[task] = fn
+
+
+def runner(task: str):
+    """The function registered for ``task`` with :func:`register_runner`.
+
+    Raises
+    ------
+    MMDLError
+        Nothing is registered for ``task``.
+
+    Examples
+    --------
+    >>> runner("segment").__name__
+    'predict_boundaries'
+    """
+    try:
+        return _RUNNERS[task]
+    except KeyError:
+        raise MMDLError(f"no runner for {task!r} models is registered (hyperspy_mmdl.inference "
+                        "registers them when hyperspy_mmdl is imported)") from None
 
 
 
@@ -85,6 +164,19 @@ class ModelCard:
         PSC-Fusion composition and process vocabularies:
         ``{"composition": {field: [tokens]}, "process": {field: [tokens]},
         "columns": {field: csv column}}``.
+    target_mean, target_std : float
+        Regressors: the model predicts ``(y − target_mean) / target_std``;
+        inference returns ``output · target_std + target_mean`` (0 and 1 by default).
+    masked_modalities : list of str
+        PSC-Fusion branches switched off in training (``"image"``,
+        ``"composition"``, ``"process"``); inference keeps them off.
+    input_mean, input_std : float or None
+        Dataset intensity statistics (Noise2Void): with ``normalization="zscore"``
+        the input is ``(x − input_mean) / input_std`` instead of per image, and
+        a restoration model's output is scaled back with them. ``None``: per image.
+    scale_factor : int
+        Output pixels per input pixel along each axis (super-resolution ×2, ×3,
+        ×4; 1 for every other model).
     training_data : dict
         Summary of the data: path, number of samples per split/class, seed.
     metrics : dict
@@ -110,6 +202,12 @@ class ModelCard:
     target_name: str | None = None
     target_unit: str | None = None
     vocabularies: dict | None = None
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    masked_modalities: list = field(default_factory=list)
+    input_mean: float | None = None
+    input_std: float | None = None
+    scale_factor: int = 1
     training_data: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)
@@ -123,6 +221,36 @@ class ModelCard:
         if self.task not in TASKS:
             raise ValueError(f"ModelCard.task must be one of {TASKS}, got {self.task!r}")
         self.input_size = [int(v) for v in self.input_size]
+        self._adopt_legacy_extra()
+        self.target_mean, self.target_std = float(self.target_mean), float(self.target_std)
+        if not self.target_std > 0:
+            raise ValueError(f"ModelCard.target_std must be > 0, got {self.target_std}")
+        self.masked_modalities = [str(m) for m in self.masked_modalities or []]
+        self.input_mean = None if self.input_mean is None else float(self.input_mean)
+        self.input_std = None if self.input_std is None else float(self.input_std)
+        if (self.input_mean is None) != (self.input_std is None):
+            raise ValueError("ModelCard.input_mean and input_std are given together or not at all")
+        if self.input_std is not None and not self.input_std > 0:
+            raise ValueError(f"ModelCard.input_std must be > 0, got {self.input_std}")
+        self.scale_factor = int(self.scale_factor)
+        if self.scale_factor < 1:
+            raise ValueError(f"ModelCard.scale_factor must be >= 1, got {self.scale_factor}")
+
+    def _adopt_legacy_extra(self):
+        """Move values that files written before these fields existed kept in ``extra`` to their fields."""
+        extra = dict(self.extra or {})
+        legacy = {"target_mean": "target_mean", "target_std": "target_std",
+                  "masked_modalities": "masked_modalities"}
+        if self.task == "denoise":
+            legacy.update(mean="input_mean", std="input_std")
+        if self.task == "super-resolve":
+            legacy.update(factor="scale_factor")
+        defaults = {f.name: (f.default_factory() if f.default_factory is not MISSING else f.default)
+                    for f in fields(self)}
+        for key, name in legacy.items():
+            if key in extra and getattr(self, name) == defaults[name]:
+                setattr(self, name, extra.pop(key))
+        self.extra = extra
 
     @property
     def in_chans(self) -> int | None:
@@ -320,7 +448,7 @@ def _build(architecture: str, config: dict):
     return create(architecture, **config)
 
 
-def load_checkpoint(path, device="cpu", model=None):
+def load_checkpoint(path, device="cpu", model=None, task: str | None = None):
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     Parameters
@@ -332,6 +460,9 @@ def load_checkpoint(path, device="cpu", model=None):
     model : torch.nn.Module, optional
         Load the weights into this module instead of building one from the
         card with :func:`hyperspy_mmdl.models.create`.
+    task : str, optional
+        The task the caller needs; a file of another task raises
+        :class:`~hyperspy_mmdl.errors.WrongTaskError` before any weights are loaded.
 
     Returns
     -------
@@ -347,10 +478,18 @@ def load_checkpoint(path, device="cpu", model=None):
     CheckpointError
         The file is corrupt, not a napari-mmdl checkpoint, holds pickled code,
         or its weights do not fit the architecture named in its card.
+    WrongTaskError
+        ``task`` is given and the file holds a model of another task.
+
+    Examples
+    --------
+    >>> net, card = load_checkpoint("n2v.pt", task="denoise")  # doctest: +SKIP
     """
     path = Path(path)
     payload = _read_payload(path)
     card = _parse_card(path, payload["card"])
+    if task is not None:
+        check_task(card, task, f"a {task!r} call", path)
     if model is None:
         config = dict(card.config)
         try:

@@ -194,7 +194,7 @@ class GradCAM:
         try:
             with torch.enable_grad():
                 xin = x.detach().requires_grad_(False)
-                out = inf._logits(self.model(xin))
+                out = inf.main_output(self.model(xin))
                 act = store["act"]
                 if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
                     score = out.reshape(-1).sum()
@@ -468,7 +468,7 @@ def modality_attributions(images, calibration, model, composition=None, process=
     from math import factorial
 
     pred = inf.get_predictor(model, device=device)
-    trained_off = inf._masked(pred.card)
+    trained_off = set(pred.card.masked_modalities)
     mods = [m for m in inf.MODALITIES if m not in trained_off and not (m == "image" and images is None)]
     if not mods:
         raise ValueError("no modality left to attribute")
@@ -523,5 +523,4 @@ def _all_off(pred) -> float:
     with torch.inference_mode():
         z = torch.zeros(1, first.in_features, device=pred.device)
         out = head(z).float().reshape(-1)[0].item()
-    extra = pred.card.extra or {}
-    return out * float(extra.get("target_std", 1.0)) + float(extra.get("target_mean", 0.0))
+    return out * pred.card.target_std + pred.card.target_mean

@@ -470,11 +470,8 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     info["data_bar_top"] = None if bar is None else bar.top
 
     if method == "learned":
-        try:
-            from ..train.segmentation import segment_learned
-        except ImportError as err:  # pragma: no cover - depends on the training extra
-            raise RuntimeError("method='learned' needs hyperspy_mmdl.train.segmentation "
-                               f"(the training extra is not available: {err})") from err
+        from .learned import segment_learned  # boundary U-Net through the inference predictor
+
         if model is None:
             raise ValueError("method='learned' needs model=: a boundary U-Net module or a checkpoint path")
         x = image if bar is None else np.asarray(image)[: bar.top]

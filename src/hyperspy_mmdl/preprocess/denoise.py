@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import runner
 from .normalize import clean_nonfinite
 
 __all__ = [
@@ -145,29 +146,39 @@ class Denoiser:
     card: object = None
     history: list = field(default_factory=list)
 
-    def __call__(self, image, device: str = "cpu", tile: int = 1024) -> np.ndarray:
-        import torch
+    def model_card(self):
+        """The model card (one is made from ``mean`` and ``std`` when the denoiser has none)."""
+        from ..checkpoint import ModelCard
 
-        model = self.model.to(device).eval()
+        if self.card is None:
+            self.card = ModelCard(architecture="n2v_unet", task="denoise", normalization="zscore",
+                                  input_mean=self.mean, input_std=self.std)
+        return self.card
 
-        def one(f):
-            x = (f - self.mean) / self.std
-            out = np.empty_like(x)
-            # tiles with a 32-px margin keep memory bounded on large images
-            m = 32
-            h, w = x.shape
-            with torch.no_grad():
-                for y0 in range(0, h, tile):
-                    for x0 in range(0, w, tile):
-                        ya, xa = max(0, y0 - m), max(0, x0 - m)
-                        yb, xb = min(h, y0 + tile + m), min(w, x0 + tile + m)
-                        t = torch.from_numpy(np.ascontiguousarray(x[ya:yb, xa:xb]))[None, None].to(device)
-                        r = model(t)[0, 0].cpu().numpy()
-                        out[y0:min(h, y0 + tile), x0:min(w, x0 + tile)] = \
-                            r[y0 - ya:y0 - ya + min(tile, h - y0), x0 - xa:x0 - xa + min(tile, w - x0)]
-            return out * self.std + self.mean
+    def __call__(self, image, device: str = "auto", tile: int = 1024) -> np.ndarray:
+        """Denoise an image or stack through the inference predictor.
 
-        return _per_frame(image, one)
+        Parameters
+        ----------
+        image : array_like
+            ``(H, W)`` or ``(..., H, W)``.
+        device : str
+        tile : int
+            Tile side; frames no larger run whole, larger ones in tiles blended
+            with feathered overlap (:mod:`hyperspy_mmdl.inference.restore`).
+
+        Returns
+        -------
+        ndarray of float32, same shape and intensity scale.
+
+        Examples
+        --------
+        >>> den = train_noise2void(np.random.default_rng(0).random((32, 32)), steps=2,
+        ...                        base_channels=4, batch_size=2, patch_size=16)
+        >>> den(np.zeros((20, 24))).shape
+        (20, 24)
+        """
+        return runner("denoise")(image, (self.model, self.model_card()), device=device, tile=tile)
 
     def save(self, path) -> Path:
         """Write a safe checkpoint (weights + model card, no pickled code)."""
@@ -177,13 +188,21 @@ class Denoiser:
 
 
 def load_denoiser(path) -> Denoiser:
-    """Load a :class:`Denoiser` saved with :meth:`Denoiser.save`."""
-    from ..checkpoint import CheckpointError, load_checkpoint
+    """Load a :class:`Denoiser` saved with :meth:`Denoiser.save`.
 
-    model, card = load_checkpoint(path)
-    if card.task != "denoise":
-        raise CheckpointError(f"{path}: a {card.task!r} model, not a denoiser")
-    return Denoiser(model, float(card.extra["mean"]), float(card.extra["std"]), card)
+    Raises
+    ------
+    WrongTaskError
+        The file holds a model of another task (the message names the file and both tasks).
+
+    Examples
+    --------
+    >>> den = load_denoiser("n2v.pt")  # doctest: +SKIP
+    """
+    from ..checkpoint import load_checkpoint
+
+    model, card = load_checkpoint(path, task="denoise")
+    return Denoiser(model, card.input_mean, card.input_std, card)
 
 
 def _blind_spot_batch(frames, rng, patch, batch, fraction, radius):
@@ -291,7 +310,7 @@ def train_noise2void(images, *, steps: int = 400, patch_size: int = 64, batch_si
                 "mask_fraction": mask_fraction, "radius": radius, "lr": lr, "optimizer": "Adam",
                 "schedule": "cosine", "seconds": round(time.perf_counter() - t0, 2)},
         metrics={"final_loss": float(np.mean(history[-20:]))},
-        extra={"mean": mean, "std": std},
+        input_mean=mean, input_std=std,
     )
     return Denoiser(model, mean, std, card, history)
 
@@ -301,7 +320,19 @@ def denoise(image, method: str = "nl_means", calibration=None, **params) -> np.n
 
     ``"noise2void"`` trains on ``image`` itself (``steps``, ``patch_size`` ...
     as in :func:`train_noise2void`) unless ``model=`` gives a :class:`Denoiser`
-    or a checkpoint path.
+    or a checkpoint path (applied by :func:`hyperspy_mmdl.inference.restore.denoise`,
+    which loads a file once per process; ``device``, ``tile`` ... go there).
+
+    Raises
+    ------
+    WrongTaskError
+        ``model`` is a checkpoint of another task.
+
+    Examples
+    --------
+    >>> img = np.random.default_rng(0).normal(0, 1, (32, 32))
+    >>> float(denoise(img, "gaussian", sigma=2).std()) < float(img.std())
+    True
     """
     if method not in METHODS:
         raise ValueError(f"unknown denoising method {method!r}; choose one of {', '.join(METHODS)}")
@@ -314,6 +345,7 @@ def denoise(image, method: str = "nl_means", calibration=None, **params) -> np.n
     model = params.pop("model", None)
     if model is None:
         model = train_noise2void(image, **params)
-    elif isinstance(model, (str, Path)):
-        model = load_denoiser(model)
-    return model(image)
+    if isinstance(model, Denoiser):
+        return model(image)
+    # a checkpoint path (loaded once per process), a Predictor or (module, card): the inference predictor
+    return runner("denoise")(image, model, **params)

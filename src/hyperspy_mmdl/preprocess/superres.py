@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import runner
 from .normalize import clean_nonfinite
 
 __all__ = [
@@ -160,25 +161,42 @@ class SuperResolver:
     def name(self) -> str:
         return self.card.architecture if self.card is not None else type(self.model).__name__
 
-    def upscale01(self, frame01: np.ndarray, device: str = "cpu") -> np.ndarray:
-        """Upscale one [0, 1] frame (no rescaling)."""
-        import torch
+    def model_card(self):
+        """The model card (a minimal one is made when the resolver has none)."""
+        from ..checkpoint import ModelCard
 
-        model = self.model.to(device).eval()
-        x = frame01 if getattr(model, "upsamples", False) else bicubic(frame01, self.factor)
-        with torch.no_grad():
-            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(device)
-            return model(t)[0, 0].cpu().numpy()
+        if self.card is None:
+            self.card = ModelCard(architecture=getattr(self.model, "default_cfg", {}).get("name", "srcnn"),
+                                  task="super-resolve", normalization="minmax", scale_factor=self.factor)
+        return self.card
 
-    def __call__(self, image, device: str = "cpu") -> np.ndarray:
-        a = clean_nonfinite(image)
-        frames = a.reshape((-1,) + a.shape[-2:])
-        outs = []
-        for f in frames:
-            u, lo, scale = _unit_range(f)
-            outs.append(self.upscale01(u, device) * scale + lo)
-        h, w = a.shape[-2:]
-        return np.stack(outs).astype(np.float32).reshape(a.shape[:-2] + (h * self.factor, w * self.factor))
+    def upscale01(self, frame01: np.ndarray, device: str = "auto") -> np.ndarray:
+        """Upscale one [0, 1] frame as it is (no rescaling; the evaluation protocol's input).
+
+        Examples
+        --------
+        >>> import torch
+        >>> SuperResolver(torch.nn.Identity(), 2).upscale01(np.full((4, 4), 0.5)).shape
+        (8, 8)
+        """
+        from dataclasses import replace
+
+        card = replace(self.model_card(), normalization="none")
+        return runner("super-resolve")(np.asarray(frame01, np.float32), (self.model, card), device=device)
+
+    def __call__(self, image, device: str = "auto") -> np.ndarray:
+        """Upscale an image or stack ``(..., H, W)`` by :attr:`factor` through the inference predictor.
+
+        Each frame is scaled to [0, 1] by its min and max for the network and
+        back afterwards (:func:`hyperspy_mmdl.inference.restore.super_resolve`).
+
+        Examples
+        --------
+        >>> import torch
+        >>> SuperResolver(torch.nn.Identity(), 3)(np.ones((2, 5, 4))).shape
+        (2, 15, 12)
+        """
+        return runner("super-resolve")(clean_nonfinite(image), (self.model, self.model_card()), device=device)
 
     def save(self, path) -> Path:
         """Write a safe checkpoint (weights + model card, no pickled code)."""
@@ -188,13 +206,21 @@ class SuperResolver:
 
 
 def load_superres(path) -> SuperResolver:
-    """Load a :class:`SuperResolver` saved with :meth:`SuperResolver.save`."""
-    from ..checkpoint import CheckpointError, load_checkpoint
+    """Load a :class:`SuperResolver` saved with :meth:`SuperResolver.save`.
 
-    model, card = load_checkpoint(path)
-    if card.task != "super-resolve":
-        raise CheckpointError(f"{path}: a {card.task!r} model, not a super-resolution model")
-    return SuperResolver(model, int(card.extra["factor"]), card)
+    Raises
+    ------
+    WrongTaskError
+        The file holds a model of another task (the message names the file and both tasks).
+
+    Examples
+    --------
+    >>> resolver = load_superres("srcnn_x2.pt")  # doctest: +SKIP
+    """
+    from ..checkpoint import load_checkpoint
+
+    model, card = load_checkpoint(path, task="super-resolve")
+    return SuperResolver(model, card.scale_factor, card)
 
 
 def _training_images(images):
@@ -316,33 +342,21 @@ def train_superres(images, model: str = "srcnn", factor: int = 2, *, steps: int 
                 "optimizer": "Adam", "schedule": "cosine", "loss": "MSE" if model == "srcnn" else "L1",
                 "degradation": "bicubic downsampling (antialiased)", "seconds": round(seconds, 2)},
         metrics={"final_loss": float(np.mean(history[-20:]))},
-        extra={"factor": f, "input": "bicubic-upsampled" if upsampled else "low-resolution"},
+        scale_factor=f, extra={"input": "bicubic-upsampled" if upsampled else "low-resolution"},
     )
     return SuperResolver(net, f, card, history)
 
 
-def _resolver(model, factor):
-    if isinstance(model, SuperResolver):
-        if model.factor != factor:
-            raise ValueError(f"the model was trained for ×{model.factor}, not ×{factor}")
-        return model
-    if isinstance(model, (str, Path)) and str(model) != "bicubic":
-        r = load_superres(model)
-        if r.factor != factor:
-            raise ValueError(f"{model} was trained for ×{r.factor}, not ×{factor}")
-        return r
-    return None
-
-
-def super_resolve(image, factor: int, model="bicubic", calibration=None, device: str = "cpu"):
+def super_resolve(image, factor: int, model="bicubic", calibration=None, device: str = "auto"):
     """Upscale an image or stack ``(..., H, W)`` by ``factor``.
 
     Parameters
     ----------
     image : array_like
     factor : {2, 3, 4}
-    model : "bicubic", SuperResolver or path
-        A trained :class:`SuperResolver` or its checkpoint file, for ``factor``.
+    model : "bicubic", SuperResolver, path, Predictor or (module, card)
+        A trained :class:`SuperResolver`, or a ``"super-resolve"`` checkpoint
+        (loaded once per process by the inference predictor), for ``factor``.
     calibration : Calibration, optional
         Returned with the pixel size divided by ``factor``.
     device : str
@@ -352,12 +366,31 @@ def super_resolve(image, factor: int, model="bicubic", calibration=None, device:
     image : numpy.ndarray
         ``(..., H·factor, W·factor)`` float32.
     calibration : Calibration or None
+
+    Raises
+    ------
+    WrongTaskError
+        ``model`` is a checkpoint of another task.
+    ValueError
+        The model was trained for another factor.
+
+    Examples
+    --------
+    >>> out, _ = super_resolve(np.ones((8, 6)), 2)
+    >>> out.shape
+    (16, 12)
     """
     f = _factor(factor)
-    resolver = _resolver(model, f)
-    if resolver is None and model != "bicubic":
+    if isinstance(model, str) and model == "bicubic":
+        out = bicubic(image, f)
+    elif isinstance(model, SuperResolver):
+        if model.factor != f:
+            raise ValueError(f"the model was trained for ×{model.factor}, not ×{f}")
+        out = model(image, device=device)
+    elif isinstance(model, (str, Path, tuple)) or hasattr(model, "card"):
+        out = runner("super-resolve")(clean_nonfinite(image), model, device=device, factor=f)
+    else:
         raise ValueError(f"model must be 'bicubic', a SuperResolver or a checkpoint path, got {model!r}")
-    out = bicubic(image, f) if resolver is None else resolver(image, device=device)
     cal = calibration.resampled(f) if calibration is not None else None
     return out, cal
 

@@ -15,5 +15,7 @@ Modules (import what you need; this package imports nothing heavy):
 - :mod:`~hyperspy_mmdl.train.metrics`     MAE/RMSE/R²/R, accuracy, macro P/R/F1, κ, top-k, ROC/PR, Wilcoxon
 - :mod:`~hyperspy_mmdl.train.plots`       parity, confusion matrix, ROC/PR, loss-curve PNGs
 - :mod:`~hyperspy_mmdl.train.baselines`   MLP, SVR, LightGBM, RF, KNN (SPEC §2.2) with 10-fold CV
-- :mod:`~hyperspy_mmdl.train.segmentation` boundary U-Net inference and ``segment_learned``
+
+Learned segmentation is applied by :mod:`hyperspy_mmdl.grains.learned` through the
+inference predictor (:mod:`hyperspy_mmdl.inference.segment`).
 """

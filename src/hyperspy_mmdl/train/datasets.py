@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..calibration import Calibration
+from ..preprocess.resample import resample_to_pixel_size
 from . import transforms as T
 
 __all__ = [
@@ -111,11 +112,7 @@ def load_micrograph(path, *, in_chans: int = 1, pixel_size: float | None = None,
     if pixel_size is not None:
         if not cal.is_calibrated:
             raise ValueError(f"{path}: cannot resample to {pixel_size} {unit}/px, the image is uncalibrated")
-        sy, sx = cal.pixel_size_in(unit)
-        h, w = x.shape[-2:]
-        shape = (max(int(round(h * sy / pixel_size)), 1), max(int(round(w * sx / pixel_size)), 1))
-        x = T.resize(x, shape, order=1)
-        cal = cal.to_unit(unit).resampled((shape[0] / h, shape[1] / w))
+        x, cal = resample_to_pixel_size(x, cal, pixel_size, unit)
     return T.normalize(x, normalization), cal
 
 

@@ -1,27 +1,35 @@
-"""PCE tables: device records (composition, process, optional SEM image) with a PCE target.
+"""PCE tables for training: device records (composition, process, optional SEM image) with a PCE target.
 
-Columns default to the Perovskite Database names (Jacobsson et al. 2022) for the
-fields of SPEC §3.1.8; vocabularies are read from the data, with the SPEC
-Table S1 lists available as a fixed alternative (``vocabulary="spec"``).
-
-Encoding (SPEC §1.1.3–1.1.4):
-
-* composition fields → one multi-hot vector; a cell such as
-  ``"TiO2-c | TiO2-mp"`` (layers ``|``, mixtures ``;``) sets one slot per
-  token; every field has a trailing ``unknown`` slot set for missing/unseen
-  values;
-* process fields → one integer per field for ``nn.Embedding``; 0 is
-  unknown/missing/rare.
+The vocabularies and encoders live in the core module :mod:`hyperspy_mmdl.tabular`
+(inference encodes new records with them); this module reads and encodes whole
+tables (:func:`read_pce_table`), builds classical feature matrices
+(:func:`tabular_features`) and the PSC-Fusion dataset (:class:`PCEDataset`).
+Vocabularies are read from the data, with the SPEC Table S1 lists available as a
+fixed alternative (``vocabulary="spec"``).
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..tabular import (  # noqa: F401  (re-exported: the names train code and tests use)
+    DEFAULT_COMPOSITION_COLUMNS,
+    DEFAULT_PROCESS_COLUMNS,
+    DEFAULT_TARGET,
+    FEATURE_FACTORS,
+    SPEC_VOCABULARIES,
+    _missing,
+    _process_token,
+    _tokens,
+    build_vocabularies,
+    encode_composition,
+    encode_process,
+    read_table,
+)
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -38,150 +46,6 @@ __all__ = [
     "tabular_features",
     "PCEDataset",
 ]
-
-DEFAULT_TARGET = "JV_default_PCE"
-
-#: SPEC §3.1.8 composition fields → Perovskite Database columns
-DEFAULT_COMPOSITION_COLUMNS = {
-    "perovskite_type": "Perovskite_composition_short_form",
-    "etl": "ETL_stack_sequence",
-    "htl": "HTL_stack_sequence",
-    "htl_additive": "HTL_additives_compounds",
-}
-#: SPEC §3.1.8 process fields → Perovskite Database columns
-DEFAULT_PROCESS_COLUMNS = {
-    "deposition_process": "Perovskite_deposition_number_of_deposition_steps",
-    "deposition_method": "Perovskite_deposition_procedure",
-    "solvent": "Perovskite_deposition_solvents",
-    "antisolvent": "Perovskite_deposition_quenching_media",
-}
-
-#: SPEC §3.1.8 (PSC Table S1) category lists
-SPEC_VOCABULARIES = {
-    "perovskite_type": ["MAPbI3", "MAPbBr3", "MAPbBr3-xClx", "MAPbI3-xBrx", "MAPbI3-xClx", "MASn1-xPbxI3",
-                        "FA-based", "Cs-based", "Sn-based", "mixed-cation", "mixed-halide"],
-    "etl": ["C60", "SnO2", "TiO2", "doped TiO2", "ZnO", "doped ZnO", "Fe2O3", "graphene", "PCBM",
-            "doped PCBM", "PCBM+C60", "none"],
-    "htl": ["Spiro-OMeTAD", "CuSCN", "P3HT", "PEDOT", "PTAA", "SWNT", "none"],
-    "htl_additive": ["LiTFSI+TBP", "LiTFSI+TBP+FK102", "LiTFSI+TBP+FK209", "LiTFSI", "LiTFSI+2,6-lutidine",
-                     "none"],
-    "deposition_process": ["one-step", "two-step"],
-    "deposition_method": ["spin", "spin 2-3", "spin-dip", "spin 2-3-dip", "dip coating", "VASP", "CVD",
-                          "evaporation-spin", "spin-spray", "spray", "spin-dripping"],
-    "solvent": ["DMF", "DMA", "DMF+DMSO", "DMF+CHP", "DMF+DIO", "DMF+GBL", "DMF+H3P", "DMF+HI", "DMSO",
-                "DMSO+GBL", "DMSO+SnF2", "GBL", "2-methoxyethanol+CHP"],
-    "antisolvent": ["chlorobenzene", "toluene", "diethyl ether", "trifluorotoluene", "ethyl acetate",
-                    "ethanol", "none"],
-}
-
-#: SPEC §3.1.7 feature-factor vector (names of hyperspy_mmdl.grains.summarize)
-FEATURE_FACTORS = ["mean_ecd", "mean_major_axis", "mean_aspect_ratio", "gbld", "std_ecd",
-                   "std_aspect_ratio"]
-
-_MISSING = {"", "nan", "unknown", "none known", "n/a", "na"}
-_SPLIT = re.compile(r"\s*(?:\||;)\s*")
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip().lower() in _MISSING
-
-
-def _tokens(value) -> list[str]:
-    if _missing(value):
-        return []
-    return [t for t in _SPLIT.split(str(value).strip()) if t and t.lower() not in _MISSING]
-
-
-def _process_token(value) -> str | None:
-    if _missing(value):
-        return None
-    text = str(value).strip()
-    try:  # 1.0 and 1 are the same category
-        f = float(text)
-        if f.is_integer():
-            text = str(int(f))
-    except ValueError:
-        pass
-    return text
-
-
-def read_table(path):
-    """Read a CSV (UTF-8, UTF-8 with BOM or latin-1, auto-detected) into a DataFrame."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"table not found: {path}")
-    for enc in ("utf-8-sig", "latin-1"):
-        try:
-            return pd.read_csv(path, encoding=enc, low_memory=False)
-        except UnicodeDecodeError:
-            continue
-    raise ValueError(f"{path}: cannot decode the CSV")  # pragma: no cover - latin-1 never fails
-
-
-def build_vocabularies(frame, composition: dict, process: dict, *, source: str = "data",
-                       min_count: int = 2) -> dict:
-    """Token lists per field.
-
-    Parameters
-    ----------
-    frame : DataFrame
-    composition, process : dict
-        ``{field: column}`` maps.
-    source : {"data", "spec"}
-        ``"data"``: tokens seen at least ``min_count`` times in the column,
-        most frequent first; ``"spec"``: the SPEC §3.1.8 lists.
-    """
-    vocab = {"composition": {}, "process": {}, "columns": {"composition": dict(composition),
-                                                          "process": dict(process)}, "source": source}
-    for kind, mapping in (("composition", composition), ("process", process)):
-        for name, column in mapping.items():
-            if source == "spec":
-                if name not in SPEC_VOCABULARIES:
-                    raise ValueError(f"no SPEC vocabulary for field {name!r}; use source='data'")
-                vocab[kind][name] = list(SPEC_VOCABULARIES[name])
-                continue
-            counts: dict[str, int] = {}
-            for v in frame[column] if column in frame else []:
-                toks = _tokens(v) if kind == "composition" else [_process_token(v)]
-                for t in toks:
-                    if t is not None:
-                        counts[t] = counts.get(t, 0) + 1
-            vocab[kind][name] = [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                                 if c >= min_count]
-    return vocab
-
-
-def encode_composition(frame, vocab: dict) -> np.ndarray:
-    """Multi-hot ``(N, Σ(len(tokens_f) + 1))`` float32; the last slot of each field is 'unknown'."""
-    blocks = []
-    for name, tokens in vocab["composition"].items():
-        column = vocab["columns"]["composition"][name]
-        index = {t: i for i, t in enumerate(tokens)}
-        block = np.zeros((len(frame), len(tokens) + 1), dtype=np.float32)
-        values = frame[column] if column in frame else [None] * len(frame)
-        for r, v in enumerate(values):
-            hit = False
-            for t in _tokens(v):
-                if t in index:
-                    block[r, index[t]] = 1.0
-                    hit = True
-            if not hit:
-                block[r, -1] = 1.0
-        blocks.append(block)
-    return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0), np.float32)
-
-
-def encode_process(frame, vocab: dict) -> np.ndarray:
-    """Indices ``(N, n_fields)`` int64; 0 = unknown, token i → i + 1."""
-    cols = []
-    for name, tokens in vocab["process"].items():
-        column = vocab["columns"]["process"][name]
-        index = {t: i + 1 for i, t in enumerate(tokens)}
-        values = frame[column] if column in frame else [None] * len(frame)
-        cols.append([index.get(_process_token(v), 0) for v in values])
-    return np.asarray(cols, dtype=np.int64).T.reshape(len(frame), len(cols))
 
 
 @dataclass

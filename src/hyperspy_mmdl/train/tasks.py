@@ -347,7 +347,7 @@ def train_pce(table, recipe: dict, *, rows_train=None, rows_val=None, rows_test=
         training_data={**table.summary(), "n_train": int(len(rows_train)), "n_val": int(rows_val.size),
                        "n_test": int(rows_test.size), "seed": seed, "masked_modalities": masked},
         metrics=_scalar_metrics(metrics), recipe=_recipe_record(recipe, fit_kw),
-        extra={"target_mean": mean, "target_std": std, "masked_modalities": masked},
+        target_mean=mean, target_std=std, masked_modalities=masked,
     )
     path = save_checkpoint(out, model, card) if out else None
     return TrainResult(model, card, metrics, res.history,
@@ -403,8 +403,10 @@ def evaluate_segmentation(model, images, masks, *, threshold: float = 0.5, toler
                           device="cpu", names=None) -> dict:
     """Boundary precision/recall/F1 and grain count / mean-ECD errors of a boundary model.
 
-    Predicted grains come from
-    :func:`~hyperspy_mmdl.train.segmentation.labels_from_boundaries`; the
+    Boundary probabilities come from the inference predictor
+    (:func:`hyperspy_mmdl.inference.segment.predict_boundaries`; ``model`` is a
+    module, a checkpoint path or a predictor), predicted grains from
+    :func:`~hyperspy_mmdl.grains.learned.labels_from_boundaries`; the
     reference grains are the 4-connected regions between the lines of each
     human mask. Both are scored with :func:`hyperspy_mmdl.grains.evaluate.compare`,
     the same definition the classical segmenters are validated with (boundaries
@@ -413,12 +415,14 @@ def evaluate_segmentation(model, images, masks, *, threshold: float = 0.5, toler
     directly. Returns the means over images plus a per-image list.
     """
     from ..grains.evaluate import compare, labels_from_boundary_mask
-    from .segmentation import labels_from_boundaries, predict_boundaries
+    from ..grains.learned import labels_from_boundaries
+    from ..inference.segment import boundary_predictor, predict_boundaries
 
+    pred = boundary_predictor(model, device=device)
     rows = []
     for i, (x, m) in enumerate(zip(images, masks)):
         x2 = np.asarray(x)[0] if np.ndim(x) == 3 else np.asarray(x)
-        prob = predict_boundaries(model, x2, device=device)
+        prob = predict_boundaries(x2, None, pred, device=device)
         lab = labels_from_boundaries(prob, threshold=threshold)
         c = compare(lab, labels_from_boundary_mask(m), tolerance=tolerance)
         rows.append({"name": names[i] if names else str(i), "boundary_precision": c["precision"],
@@ -449,45 +453,44 @@ def evaluate_checkpoint(checkpoint, data, *, device="cpu", plots=None, split_fil
 
     ``plots`` is a folder for PNGs (confusion matrix, ROC/PR, parity).
     """
-    from hyperspy_mmdl.checkpoint import load_checkpoint
-
+    from .. import inference
     from . import plots as P
     from .loop import predict
     from .metrics import classification_metrics, regression_metrics
 
-    model, card = load_checkpoint(checkpoint, device=device)
+    pred = inference.get_predictor(checkpoint, device=device)  # loaded once, as every model is applied
+    model, card = pred.model, pred.card
     data = Path(data)
     size = int(card.input_size[-1]) if card.input_size else 224
     result = {"checkpoint": str(checkpoint), "task": card.task, "architecture": card.architecture,
               "data": str(data)}
     if card.task == "classify":
-        from .datasets import ImageClassification, read_image_folder
+        from .datasets import read_image_folder
 
-        fit_mode = card.training_data.get("fit", "crop")
+        # the raw images with their calibration (data bar cropped): the predictor resamples them to the
+        # card's pixel size, normalises and tiles them exactly as `classify` does for a user
         ims = read_image_folder(data, class_names=card.class_names, in_chans=card.in_chans or 1,
-                                pixel_size=card.pixel_size if card.pixel_unit not in (None, "px") else None,
-                                unit=card.pixel_unit if card.pixel_unit != "px" else "µm",
-                                normalization=card.normalization)
-        logits, y = predict(model, ImageClassification(ims.images, ims.labels, size, fit=fit_mode), device=device)
-        m = classification_metrics(y, softmax(logits), class_names=card.class_names,
+                                normalization="none")
+        probs = np.stack([inference.classify(x, cal, pred, channel_axis=0, device=device)
+                          for x, cal in zip(ims.images, ims.calibrations)])
+        y = ims.labels
+        m = classification_metrics(y, probs, class_names=card.class_names,
                                    top_k=tuple(k for k in (1, 2) if k < len(card.class_names)))
         result.update(m)
         if plots:
             P.confusion_matrix_plot(m["confusion_matrix"], Path(plots) / "confusion_matrix.png", card.class_names)
-            P.roc_pr_plot(y, softmax(logits), Path(plots) / "roc_pr.png", card.class_names)
+            P.roc_pr_plot(y, probs, Path(plots) / "roc_pr.png", card.class_names)
     elif card.task == "regress-pce":
         from .tabular import PCEDataset, read_pce_table
 
         table = read_pce_table(data, target=card.target_name or "JV_default_PCE", vocabulary=card.vocabularies)
-        masked = card.extra.get("masked_modalities", [])
-        _apply_mask(model, masked)
-        mean, std = float(card.extra.get("target_mean", 0.0)), float(card.extra.get("target_std", 1.0))
+        _apply_mask(model, card.masked_modalities)
         out, _ = predict(model, PCEDataset(table, np.arange(len(table)), images=None, size=size), device=device,
                          batch_size=256)
-        pred = out.reshape(-1) * std + mean
-        result.update(regression_metrics(table.target, pred))
+        pce = out.reshape(-1) * card.target_std + card.target_mean
+        result.update(regression_metrics(table.target, pce))
         if plots:
-            P.parity_plot(table.target, pred, Path(plots) / "parity.png", label=card.target_name or "PCE",
+            P.parity_plot(table.target, pce, Path(plots) / "parity.png", label=card.target_name or "PCE",
                           unit=card.target_unit or "%")
     elif card.task == "segment":
         from .datasets import read_segmentation_pairs
@@ -502,8 +505,8 @@ def evaluate_checkpoint(checkpoint, data, *, device="cpu", plots=None, split_fil
                 names = tab[tab.iloc[:, 1].astype(str) == str(split_value)].iloc[:, 0].astype(str).tolist()
         imgs, msks, nm = read_segmentation_pairs(data / "images" if masks_dir is None else data,
                                                  Path(masks_dir) if masks_dir else data / "masks", names=names,
-                                                 normalization=card.normalization)
-        result.update(evaluate_segmentation(model, imgs, msks, device=device, names=nm))
+                                                 normalization="none")  # the predictor normalises
+        result.update(evaluate_segmentation(pred, imgs, msks, device=device, names=nm))
     else:  # pragma: no cover - ModelCard validates the task
         raise ValueError(f"unknown task {card.task!r}")
     return result

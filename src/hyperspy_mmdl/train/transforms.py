@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..preprocess.normalize import METHODS
+from ..preprocess.normalize import normalize as _normalize
+from ..preprocess.resample import resize  # the one resampler (re-exported for the data loaders)
+
 __all__ = [
     "NORMALIZATIONS",
     "normalize",
@@ -22,47 +26,32 @@ __all__ = [
     "Augment",
 ]
 
-NORMALIZATIONS = ("minmax", "zscore", "clahe", "none")
-
-
-def _finite(image) -> np.ndarray:
-    x = np.asarray(image, dtype=np.float32)
-    if not np.isfinite(x).all():
-        bad = ~np.isfinite(x)
-        fill = np.median(x[~bad]) if (~bad).any() else 0.0
-        x = np.where(bad, fill, x).astype(np.float32)
-    return x
+NORMALIZATIONS = METHODS  # the names accepted by a model card's ``normalization``
 
 
 def normalize(image, method: str = "minmax") -> np.ndarray:
-    """Replace NaN/inf by the median, cast to float32 and normalise per image.
+    """Replace NaN/inf by the median, cast to float32 and normalise one model input as a whole.
+
+    This is :func:`hyperspy_mmdl.preprocess.normalize.normalize` with the
+    statistics taken over the whole ``(H, W)`` or ``(C, H, W)`` array (the
+    training data loaders' convention, also applied at inference).
 
     Parameters
     ----------
     image : array_like
-        ``(H, W)`` or ``(C, H, W)``; statistics are taken over the whole array.
+        ``(H, W)`` or ``(C, H, W)``.
     method : {"minmax", "zscore", "clahe", "none"}
         ``minmax`` → [0, 1] (a constant image → 0); ``zscore`` → zero mean, unit
         SD; ``clahe`` → :func:`skimage.exposure.equalize_adapthist` with
         ``clip_limit=0.01`` on the min-max-scaled image (per channel).
-    """
-    x = _finite(image)
-    if method == "none":
-        return x
-    if method == "minmax":
-        lo, hi = float(x.min()), float(x.max())
-        return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-    if method == "zscore":
-        sd = float(x.std())
-        return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
-    if method == "clahe":
-        from skimage.exposure import equalize_adapthist
 
-        x = normalize(x, "minmax")
-        if x.ndim == 2:
-            return equalize_adapthist(x, clip_limit=0.01).astype(np.float32)
-        return np.stack([equalize_adapthist(c, clip_limit=0.01) for c in x]).astype(np.float32)
-    raise ValueError(f"unknown normalization {method!r}; one of {NORMALIZATIONS}")
+    Examples
+    --------
+    >>> normalize(np.array([[[0.0, 2.0]], [[4.0, 8.0]]]), "minmax").ravel().tolist()
+    [0.0, 0.25, 0.5, 1.0]
+    """
+    x = np.asarray(image)
+    return _normalize(x, method, frame_ndim=max(x.ndim, 2))
 
 
 def dihedral(image: np.ndarray, k: int) -> np.ndarray:
@@ -116,18 +105,6 @@ def random_contrast(rng: np.random.Generator, image: np.ndarray, amount: float) 
     f = float(rng.uniform(1 - amount, 1 + amount))
     m = image.mean()
     return ((image - m) * f + m).astype(np.float32)
-
-
-def resize(image: np.ndarray, shape, order: int = 1) -> np.ndarray:
-    """Resize the last two axes with :func:`skimage.transform.resize` (anti-aliased when shrinking)."""
-    from skimage.transform import resize as _resize
-
-    shape = tuple(int(s) for s in shape)
-    if image.shape[-2:] == shape:
-        return image
-    full = image.shape[:-2] + shape
-    aa = order > 0 and (image.shape[-2] > shape[0] or image.shape[-1] > shape[1])
-    return _resize(image, full, order=order, preserve_range=True, anti_aliasing=aa).astype(image.dtype)
 
 
 class Augment:

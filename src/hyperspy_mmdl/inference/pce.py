@@ -1,0 +1,277 @@
+"""PSC-Fusion: power conversion efficiency from an SEM image, composition and process.
+
+Composition and process values are encoded with the vocabularies stored in the
+model card by :func:`hyperspy_mmdl.tabular.encode_record` (the encoders the
+training table was encoded with); the regression target is de-standardised with
+the card's ``target_mean`` and ``target_std``; branches the model was trained
+without (``masked_modalities``) stay off.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..calibration import Calibration
+from ..tabular import encode_record, vocabulary_fields
+from .predictor import Predictor, default_batch, get_predictor, run_steps
+from .prepare import prepare_frames
+from .tiling import plan_tiles, tile_batches
+
+__all__ = ["MODALITIES", "encode_tabular", "tabular_fields", "fusion_weights", "grain_feature_factors",
+           "predict_pce", "iter_predict_pce"]
+
+MODALITIES = ("image", "composition", "process")
+
+
+def _vocabularies(card) -> dict:
+    vocab = card.vocabularies if hasattr(card, "vocabularies") else dict(card).get("vocabularies")
+    if not vocab or "composition" not in vocab or "process" not in vocab:
+        raise ValueError("the model card has no composition/process vocabularies (not a PSC-Fusion model?)")
+    return vocab
+
+
+def tabular_fields(card) -> dict:
+    """``{"composition": {field: [tokens]}, "process": {field: [tokens]}}`` of a PSC-Fusion card.
+
+    Examples
+    --------
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> card = ModelCard("psc_fusion", task="regress-pce",
+    ...                  vocabularies={"composition": {"etl": ["TiO2"]}, "process": {"solvent": ["DMF"]}})
+    >>> tabular_fields(card)["process"]
+    {'solvent': ['DMF']}
+    """
+    return vocabulary_fields(_vocabularies(card))
+
+
+def encode_tabular(card, composition=None, process=None):
+    """Encode composition and process values with a PSC-Fusion card's vocabularies.
+
+    :func:`hyperspy_mmdl.tabular.encode_record` (the training table's
+    encoders; same arguments, returns and errors) on ``card.vocabularies``.
+
+    Examples
+    --------
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> card = ModelCard("psc_fusion", task="regress-pce",
+    ...                  vocabularies={"composition": {"etl": ["TiO2", "SnO2"]}, "process": {"solvent": ["DMF"]}})
+    >>> [a.tolist() for a in encode_tabular(card, {"etl": "TiO2"}, {"solvent": "DMF"})]
+    [[1.0, 0.0, 0.0], [1], []]
+    """
+    return encode_record(_vocabularies(card), composition, process)
+
+
+def _masked(card) -> set:
+    return set(card.masked_modalities)
+
+
+class _ModalityMask:
+    """Switch PSC-Fusion branches off for a forward pass and restore the card's mask afterwards."""
+
+    def __init__(self, pred: Predictor, masked: set):
+        self.pred, self.masked = pred, set(masked)
+
+    def _set(self, masked):
+        model = self.pred.model
+        if hasattr(model, "set_modality_mask"):
+            model.set_modality_mask(sorted(masked))
+        elif hasattr(model, "mask"):
+            model.mask = set(masked)
+        elif masked:
+            raise ValueError(f"{type(model).__name__} cannot switch modalities off "
+                             "(no set_modality_mask / mask)")
+
+    def __enter__(self):
+        self.pred.lock.acquire()
+        self._set(self.masked)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._set(_masked(self.pred.card))
+        finally:
+            self.pred.lock.release()
+
+
+def fusion_weights(attention: Mapping) -> "np.ndarray | None":
+    """Per-modality fusion weights ``(B, 3)`` (image, composition, process) from a model's attention dict.
+
+    PSC-Fusion's gates ``w_i = sigmoid(W_i v_i + b_i)`` (SPEC §1.1.5) are
+    vectors (``gate="vector"``) or scalars per modality; vectors are averaged.
+    """
+    for key, value in attention.items():
+        k = key.lower()
+        if "fusion" in k or k in ("gates", "weights", "modality_weights"):
+            v = value.float() if hasattr(value, "float") else value
+            v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v, np.float32)
+            if v.ndim >= 2 and v.shape[1] == len(MODALITIES):
+                return v.reshape(v.shape[0], len(MODALITIES), -1).mean(-1)
+    return None
+
+
+
+def _pce_forward(pred: Predictor, x, comp, proc, numeric=None):
+    """``(pce in target units (B,), fusion weights (B, 3))`` for one batch."""
+    import torch
+
+    b = x.shape[0]
+    c = torch.from_numpy(comp).to(pred.device).reshape(1, -1).expand(b, -1)
+    p = torch.from_numpy(proc).to(pred.device).reshape(1, -1).expand(b, -1)
+    kwargs = {"return_attention": True}
+    if numeric is not None:
+        kwargs["numeric"] = torch.from_numpy(np.asarray(numeric, np.float32)).to(pred.device).reshape(b, -1)
+    with torch.inference_mode(), pred.autocast():
+        out = pred.model(x, c, p, **kwargs)
+    att = {}
+    if isinstance(out, (tuple, list)):
+        out, att = out[0], (out[1] if len(out) > 1 and isinstance(out[1], Mapping) else {})
+    pce = out.float().reshape(b, -1)[:, 0].cpu().numpy() * pred.card.target_std + pred.card.target_mean
+    w = fusion_weights(att)
+    if w is None:
+        w = np.full((b, len(MODALITIES)), np.nan, np.float32)
+    return pce.astype(np.float32), w.astype(np.float32)
+
+
+def grain_feature_factors(image, calibration, unit: str = "µm") -> np.ndarray:
+    """The SPEC §3.1.7 feature factors of one frame (segment, measure, summarize).
+
+    Returns ``[mean ECD, mean major axis, mean aspect ratio, GBLD, σ ECD, σ AR]``
+    with lengths in ``unit`` and GBLD in ``1/unit``, in the order of
+    :data:`hyperspy_mmdl.grains.summarize.FEATURE_FACTORS`.
+    """
+    from ..grains import measure, segment, summarize
+    from ..grains.summarize import FEATURE_FACTORS
+
+    cal = calibration.image if calibration is not None else Calibration.uncalibrated()
+    if cal.is_calibrated:
+        cal = cal.to_unit(unit)
+    labels = segment(np.asarray(image), cal)
+    stats = summarize(measure(labels, cal), cal, labels=labels)
+    return np.array([float(stats[k]) for k in FEATURE_FACTORS], np.float32)
+
+
+def _grain_feature_columns(numeric_cols) -> bool:
+    """True when a model's numeric inputs are the six grain feature factors (either naming)."""
+    from ..grains.summarize import FEATURE_FACTORS as GRAINS
+    from ..tabular import FEATURE_FACTORS as TABLE
+
+    return len(numeric_cols) == len(GRAINS) and all(
+        str(c) in (g, t) for c, g, t in zip(numeric_cols, GRAINS, TABLE))
+
+
+def iter_predict_pce(images, calibration, model, *, composition=None, process=None, n_frames=None,
+                     grain_features=False, mask=(), device="auto", batch_size=None, overlap=0.25, tile=True,
+                     channel_axis=None, resample=True, amp=None):
+    """Generator form of :func:`predict_pce` (yields ``(done, total)``)."""
+    pred = get_predictor(model, device=device, amp=amp)
+    pred.require_task("regress-pce", "predict_pce (a PCE regressor, PSC-Fusion)")
+    comp, proc, _ = encode_tabular(pred.card, composition, process)
+    numeric_cols = list((pred.card.vocabularies or {}).get("numeric") or [])
+    bad = [m for m in mask if m not in MODALITIES]
+    if bad:
+        raise ValueError(f"mask: unknown modality {bad}; one of {MODALITIES}")
+    masked = _masked(pred.card) | set(mask)
+    if images is None or "image" in set(mask):
+        if grain_features:
+            raise ValueError("grain_features=True needs images")
+        if images is not None:  # image branch masked: the same value for every frame
+            arr = np.asarray(images)
+            shape = arr.shape[:arr.ndim - (3 if channel_axis is not None else 2)]
+        else:
+            shape = None if n_frames is None else (int(n_frames),)
+        masked.add("image")
+        x = pred.to_tensor(np.zeros((1, pred.in_chans, 1, 1), np.float32))
+        yield 0, 1
+        with _ModalityMask(pred, masked):
+            pce, w = _pce_forward(pred, x, comp, proc)
+        yield 1, 1
+        if not shape:
+            return float(pce[0]), w[0]
+        return np.full(shape, pce[0], np.float32), np.broadcast_to(w[0], shape + w.shape[1:]).copy()
+    if "image" in masked:
+        raise ValueError(f"{pred!r} was trained without the image branch; call it with images=None")
+    # (an image branch switched off by `mask` was handled above, like images=None)
+    frames, (lead, _) = prepare_frames(images, calibration, pred, channel_axis=channel_axis,
+                                       resample=resample)
+    numeric = None
+    if grain_features:
+        from ..grains.summarize import FEATURE_FACTORS
+
+        if not _grain_feature_columns(numeric_cols):
+            raise ValueError(f"this model was not trained with grain features: its numeric inputs are "
+                             f"{numeric_cols or 'none'}, not {list(FEATURE_FACTORS)}")
+        arr = np.asarray(images)
+        flat = arr.reshape((-1,) + arr.shape[len(lead):])
+        numeric = np.stack([grain_feature_factors(f if channel_axis is None else f.mean(-1), calibration)
+                            for f in flat])
+    elif numeric_cols:
+        raise ValueError(f"this model needs numeric inputs {numeric_cols}; pass grain_features=True "
+                         "when they are the grain feature factors")
+    tshape = pred.tile_shape if tile else None
+    padded, tiles = plan_tiles(frames, tshape, overlap)
+    bs = default_batch(pred, batch_size)
+    sums = np.zeros(len(frames), np.float64)
+    wsums = np.zeros((len(frames), len(MODALITIES)), np.float64)
+    counts = np.zeros(len(frames), np.int64)
+    done = 0
+    yield done, len(tiles)
+    for chunk, batch in tile_batches(padded, tiles, tshape, bs):
+        num = None if numeric is None else numeric[[t.frame for t in chunk]]
+        with _ModalityMask(pred, masked):
+            pce, w = _pce_forward(pred, pred.to_tensor(batch), comp, proc, num)
+        for t, v, wv in zip(chunk, pce, w):
+            sums[t.frame] += v
+            wsums[t.frame] += wv
+            counts[t.frame] += 1
+        done += len(chunk)
+        yield done, len(tiles)
+    pce = (sums / counts).astype(np.float32).reshape(lead)
+    weights = (wsums / counts[:, None]).astype(np.float32).reshape(lead + (len(MODALITIES),))
+    return pce, weights
+
+
+def predict_pce(images, calibration, model, *, composition=None, process=None, n_frames=None,
+                grain_features=False, mask=(), device="auto", batch_size=None, overlap=0.25, tile=True,
+                channel_axis=None, resample=True, amp=None, show_progressbar=False):
+    """Power conversion efficiency predicted by PSC-Fusion from an SEM image, composition and process.
+
+    Parameters
+    ----------
+    images : array_like or None
+        ``(H, W)`` or ``(N, H, W)`` SEM frames; ``None`` runs the model with
+        its image branch switched off (composition and process only).
+    calibration : Calibration or None
+        Calibration of the images (resampling to the model's pixel size).
+    model : str, Path, Predictor or (module, card)
+        A PSC-Fusion checkpoint (card task ``"regress-pce"``).
+    composition, process : dict or pandas.Series, optional
+        See :func:`encode_tabular`; unknown categories raise ``ValueError``
+        naming the valid ones.
+    n_frames : int, optional
+        With ``images=None``: return this many (identical) values.
+    grain_features : bool
+        Segment every frame and pass the SPEC §3.1.7 feature factors as the
+        model's numeric inputs (for models trained with them).
+    mask : sequence of str
+        Modalities to switch off (``"image"``, ``"composition"``,
+        ``"process"``), for ablations; the model's own training mask always applies.
+    device, batch_size, overlap, tile, channel_axis, resample, amp, show_progressbar
+        As in :func:`classify`. Large frames are tiled and the tile
+        predictions averaged.
+
+    Returns
+    -------
+    pce : ndarray of float32 (or float for one image)
+        In the card's target unit (%), de-standardised with the training
+        target mean and SD from the card.
+    fusion_weights : ndarray of float32, shape (..., 3)
+        Mean fusion gate of the image, composition and process branches.
+    """
+    return run_steps(iter_predict_pce(images, calibration, model, composition=composition, process=process,
+                                      n_frames=n_frames, grain_features=grain_features, mask=mask,
+                                      device=device,
+                                      batch_size=batch_size, overlap=overlap, tile=tile,
+                                      channel_axis=channel_axis, resample=resample, amp=amp),
+                     show_progressbar, desc="PCE")

@@ -1,0 +1,192 @@
+"""Frames as a model expects them: channels, pixel size and normalisation from its card.
+
+Before a model sees a frame, the frame is
+
+1. converted to the model's number of channels (grey to RGB by repetition, RGB
+   to grey by the mean),
+2. resampled to the pixel size recorded in the model card, using the image's
+   calibration (:func:`hyperspy_mmdl.preprocess.resample.resample_to_pixel_size`),
+3. normalised with the card's ``normalization`` over the whole ``(C, H, W)``
+   input, exactly as the training data loaders do
+   (:func:`hyperspy_mmdl.preprocess.normalize.normalize` with ``frame_ndim=3``;
+   with the card's dataset statistics ``input_mean``/``input_std`` for ``"zscore"``
+   when it has them).
+
+Resampling and normalisation are written once, in :mod:`hyperspy_mmdl.preprocess`;
+this module only reads the card.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..calibration import Calibration
+from ..preprocess.normalize import METHODS
+from ..preprocess.normalize import normalize as _normalize
+from ..preprocess.resample import resample_to_pixel_size
+from .predictor import Predictor
+
+__all__ = ["normalize", "normalize_input", "intensity_scale", "resample_to_pixel_size", "prepare_frames"]
+
+
+def normalize(image: np.ndarray, method: str = "minmax") -> np.ndarray:
+    """Per-image intensity normalisation of one model input (SPEC §3.2), exactly as in training.
+
+    NaN/inf are replaced by the median, then ``minmax``, ``zscore``, ``clahe``
+    or ``none`` over the whole ``(H, W)`` or ``(C, H, W)`` array
+    (:func:`hyperspy_mmdl.preprocess.normalize.normalize` with ``frame_ndim``
+    the array's dimensions; :func:`hyperspy_mmdl.train.transforms.normalize` is
+    the same call).
+
+    Examples
+    --------
+    >>> normalize(np.array([[1.0, 3.0], [5.0, 9.0]]), "minmax").tolist()
+    [[0.0, 0.25], [0.5, 1.0]]
+    """
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ValueError(f"unknown normalisation {method!r} in the model card; expected one of {METHODS}")
+    x = np.asarray(image)
+    return _normalize(x, method, frame_ndim=max(x.ndim, 2))
+
+
+def normalize_input(x: np.ndarray, card) -> np.ndarray:
+    """One ``(C, H, W)`` input normalised as the card says (dataset statistics when it has them).
+
+    Examples
+    --------
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> card = ModelCard("n2v_unet", task="denoise", normalization="zscore", input_mean=10.0, input_std=2.0)
+    >>> normalize_input(np.array([[[10.0, 14.0]]]), card).tolist()
+    [[[0.0, 2.0]]]
+    """
+    if card.normalization == "zscore" and card.input_mean is not None:
+        return _normalize(x, "zscore", frame_ndim=3, mean=card.input_mean, std=card.input_std)
+    return normalize(x, card.normalization)
+
+
+def intensity_scale(x: np.ndarray, card) -> tuple[float, float]:
+    """``(offset, scale)`` with ``normalize_input(x, card) == (x − offset) / scale``.
+
+    Restoration models (denoising, super-resolution) return normalised
+    intensities; ``output · scale + offset`` brings them back to the input's.
+
+    Raises
+    ------
+    ValueError
+        ``clahe`` is not an affine map and cannot be undone.
+
+    Examples
+    --------
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> intensity_scale(np.array([[[2.0, 6.0]]]), ModelCard("srcnn", task="super-resolve"))
+    (2.0, 4.0)
+    """
+    from ..preprocess.normalize import clean_nonfinite
+
+    method = card.normalization
+    if method == "none":
+        return 0.0, 1.0
+    if method == "zscore" and card.input_mean is not None:
+        return float(card.input_mean), float(card.input_std)
+    c = clean_nonfinite(x, frame_ndim=3)
+    if method == "minmax":
+        lo, hi = float(c.min()), float(c.max())
+        return lo, (hi - lo if hi > lo else 1.0)
+    if method == "zscore":
+        sd = float(c.astype(np.float64).std())
+        return float(c.astype(np.float64).mean()), (sd if sd > 0 else 1.0)
+    raise ValueError(f"a {method!r} normalisation cannot be undone; a restoration model needs "
+                     "'minmax', 'zscore' or 'none'")
+
+
+def _to_channels(frame: np.ndarray, in_chans: int, channel_axis: int | None) -> np.ndarray:
+    """One frame as ``(C, H, W)`` float32 with the model's channel count."""
+    x = np.asarray(frame, dtype=np.float32)
+    if channel_axis is not None:
+        x = np.moveaxis(x, channel_axis, 0)
+        if x.shape[0] == 4:  # RGBA: drop alpha
+            x = x[:3]
+    else:
+        x = x[None]
+    if x.shape[0] == in_chans:
+        return x
+    if in_chans == 1:
+        return x.mean(axis=0, keepdims=True)
+    if x.shape[0] == 1:
+        return np.repeat(x, in_chans, axis=0)
+    raise ValueError(f"the image has {x.shape[0]} channels but the model expects {in_chans}")
+
+
+
+def prepare_frames(images, calibration: Calibration | None, predictor: Predictor, *,
+                   channel_axis: int | None = None, resample: bool = True, return_scale: bool = False):
+    """Frames as the model expects them: channels, pixel size and normalisation from the card.
+
+    Parameters
+    ----------
+    images : array_like
+        ``(H, W)``, ``(N, H, W)`` or more leading frame axes; with
+        ``channel_axis`` the channel axis is counted as an image axis.
+    calibration : Calibration or None
+        Calibration of the images (only the image axes are used).
+    predictor : Predictor
+    channel_axis : int, optional
+        Axis of colour channels (e.g. ``-1`` for ``(H, W, 3)``), or ``None`` for grey.
+    resample : bool
+        Resample to the card's pixel size (default True).
+    return_scale : bool
+        Also return every frame's :func:`intensity_scale` (restoration models).
+
+    Returns
+    -------
+    frames : list of ndarray
+        One ``(C, H', W')`` float32 array per frame.
+    (lead, frame_shape) : (tuple, tuple)
+        The leading (frame) axes of ``images`` and ``(H, W)`` of the input frames.
+    scales : list of (float, float)
+        Only with ``return_scale``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> p = Predictor(torch.nn.Identity(), ModelCard("vgg_grain", input_size=[3, 8, 8]), device="cpu")
+    >>> frames, (lead, shape) = prepare_frames(np.arange(32.0).reshape(2, 4, 4), None, p)
+    >>> len(frames), frames[0].shape, lead, shape, float(frames[1].max())
+    (2, (3, 4, 4), (2,), (4, 4), 1.0)
+    """
+    arr = np.asarray(images)
+    img_ndim = 3 if channel_axis is not None else 2
+    if arr.ndim < img_ndim:
+        raise ValueError(f"images must have at least {img_ndim} dimensions, got shape {arr.shape}")
+    if channel_axis is not None:
+        channel_axis = channel_axis % arr.ndim
+        if channel_axis < arr.ndim - 3:
+            raise ValueError("channel_axis must be one of the last three axes")
+        arr = np.moveaxis(arr, channel_axis, -1)
+    lead = arr.shape[:arr.ndim - img_ndim]
+    flat = arr.reshape((-1,) + arr.shape[arr.ndim - img_ndim:])
+    frame_shape = flat.shape[1:3]
+    card = predictor.card
+
+    def one(frame):
+        x = _to_channels(frame, predictor.in_chans, -1 if channel_axis is not None else None)
+        if resample:
+            x, _ = resample_to_pixel_size(x, calibration, card.pixel_size, card.pixel_unit)
+        return normalize_input(x, card), (intensity_scale(x, card) if return_scale else None)
+
+    if len(flat) > 1 and (os.cpu_count() or 1) > 1:
+        # resampling and normalisation release the GIL for most of their time: use the cores
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(len(flat), os.cpu_count() or 1)) as pool:
+            done = list(pool.map(one, flat))
+    else:
+        done = [one(f) for f in flat]
+    out = [x for x, _ in done]
+    if return_scale:
+        return out, (lead, frame_shape), [s for _, s in done]
+    return out, (lead, frame_shape)
