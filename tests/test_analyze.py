@@ -14,6 +14,7 @@ from hyperspy_mmdl import io  # noqa: E402
 from hyperspy_mmdl.calibration import Calibration  # noqa: E402
 from hyperspy_mmdl.cli import main  # noqa: E402
 from hyperspy_mmdl.synthetic import polycrystal  # noqa: E402
+from hyperspy_mmdl.tables import read_table
 
 
 @pytest.fixture
@@ -42,14 +43,15 @@ def test_analyze_grains_only(files, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["analyze", str(fa), str(fb), "--lines", "dark", "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
-    summary = pd.read_csv(out / "summary.csv")
+    summary = read_table(out / "summary.csv")
     assert summary["source"].tolist() == ["film.tif", "stack.hspy", "stack.hspy"]
     assert summary["frame"].tolist() == [-1, 0, 1]
-    assert summary["unit"].eq("nm").all()
+    assert summary.attrs["units"]["mean_ecd"] == "nm" and summary.attrs["units"]["gbld"] == "nm⁻¹"
     truth = [a.n_grains, *b.n_grains]
     np.testing.assert_allclose(summary["n_grains"], truth, rtol=0.2)
     assert "predicted_class" not in summary.columns
-    grains = pd.read_csv(out / "grains.csv")
+    grains = read_table(out / "grains.csv")
+    assert grains.attrs["units"]["area"] == "nm²"
     assert len(grains) == summary["n_grains"].sum()
     assert grains["ecd"].between(20, 1500).all()
     assert sorted(p.name for p in out.glob("grains_*.png")) == ["grains_film.png", "grains_stack_f0.png",
@@ -70,9 +72,14 @@ def test_analyze_with_a_model(files, tmp_path):
     assert (out / "attention_film.png").is_file()
 
 
-def test_analyze_missing_file_is_an_error(tmp_path, capsys):
-    assert main(["analyze", str(tmp_path / "nope.dm4"), "--out", str(tmp_path / "r")]) == 2
-    assert "no such file" in capsys.readouterr().err
+def test_analyze_missing_file_is_an_error(files, tmp_path, capsys):
+    (fa, _), _ = files
+    out = tmp_path / "r"
+    # the bad file is recorded, the good one analysed, the exit code says something failed
+    assert main(["analyze", str(tmp_path / "nope.dm4"), str(fa), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "nope.dm4: no such file" in err and "1 of 2 file(s) failed" in err
+    assert read_table(out / "summary.csv")["source"].tolist() == ["film.tif"]
 
 
 def test_analyze_uncalibrated_file_reports_pixels(tmp_path):
@@ -80,4 +87,6 @@ def test_analyze_uncalibrated_file_reports_pixels(tmp_path):
     f = io.save(tmp_path / "plain.hspy", s.image, Calibration.uncalibrated(2))
     out = tmp_path / "r"
     assert main(["analyze", str(f), "--out", str(out)]) == 0
-    assert pd.read_csv(out / "summary.csv")["unit"].tolist() == ["px"]
+    summary = read_table(out / "summary.csv")
+    assert summary.attrs["units"]["mean_ecd"] == "px"
+    assert "no calibration: lengths in pixels" in (out / "index.html").read_text(encoding="utf-8")

@@ -22,7 +22,6 @@ from hyperspy_mmdl.batch import (
     BatchParameters,
     file_checksum,
     find_inputs,
-    frame_calibration,
     process_frame,
     read_results,
     run_batch,
@@ -32,6 +31,7 @@ from hyperspy_mmdl.cli import main as mmdl_main  # noqa: E402
 from hyperspy_mmdl.grains.measure import measure
 from hyperspy_mmdl.grains.segment import segment
 from hyperspy_mmdl.grains.summarize import summarize
+from hyperspy_mmdl.pipeline import frame_calibration
 
 N_FRAMES = 200
 SHAPE = (64, 64)
@@ -118,14 +118,14 @@ def _check_against_reference(out: Path, file: str, reference, n_frames=N_FRAMES)
     assert lab_out.shape == (n_frames,) + SHAPE
     for i in range(n_frames):
         np.testing.assert_array_equal(lab_out[i], labels[i])
-        got = g[g["frame"] == i].drop(columns=["file", "frame", "unit"]).reset_index(drop=True)
+        got = g[g["frame"] == i].drop(columns=["file", "frame"]).reset_index(drop=True)
         want = pd.DataFrame(tables[i]).reset_index(drop=True)
         pd.testing.assert_frame_equal(got[list(want.columns)], want, check_dtype=False, check_exact=True)
         assert f.loc[i, "n_grains"] == len(want)
         for key, value in summaries[i].items():
             if isinstance(value, (int, float, str, bool, np.generic)):
                 assert f.loc[i, key] == value or (pd.isna(value) and pd.isna(f.loc[i, key])), (i, key)
-    assert set(g["unit"]) == {"nm"}
+    assert g.attrs["units"]["ecd"] == "nm" and g.attrs["units"]["area"] == "nm²"  # units in the headers
 
 
 def test_zspy_equals_frame_by_frame_calls(stack, reference, zspy_run):
@@ -186,10 +186,10 @@ def test_real_dm_stacks_equal_frame_by_frame_calls(shared, tmp_path):
             assert f.loc[i, "status"] == "ok", f.loc[i, "error"]
             np.testing.assert_array_equal(lab_out[i], want.labels)
             got = grains[(grains["file"] == str(path)) & (grains["frame"] == i)]
-            got = got.drop(columns=["file", "frame", "unit"]).reset_index(drop=True)
-            pd.testing.assert_frame_equal(got, pd.DataFrame(want.grains).reset_index(drop=True),
+            got = got.drop(columns=["file", "frame"]).reset_index(drop=True)
+            pd.testing.assert_frame_equal(got, pd.DataFrame(want.table).reset_index(drop=True),
                                           check_dtype=False, check_exact=True)
-            assert f.loc[i, "unit"] == cal.unit
+            assert frames.attrs["units"]["mean_ecd"] == cal.unit
     ok = (frames["status"] == "ok").all()
     assert result.exit_code == (0 if ok else 1)
 
@@ -465,7 +465,7 @@ def test_hyperspy_script_gets_the_cli_numbers(stack, zspy_run):
     np.testing.assert_array_equal(labels.data, _labels(zspy_run / "labels" / "stack.zspy"))
     for i in range(0, N_FRAMES, 7):
         table = measure(labels.data[i], cal)
-        got = grains[grains["frame"] == i].drop(columns=["file", "frame", "unit"]).reset_index(drop=True)
+        got = grains[grains["frame"] == i].drop(columns=["file", "frame"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(got, pd.DataFrame(table).reset_index(drop=True), check_dtype=False,
                                       check_exact=True)
         summary = summarize(table, cal, labels=labels.data[i])
@@ -539,7 +539,7 @@ def test_hyperspy_grain_methods_get_the_cli_numbers(stack, zspy_run):
     stats = s.grain_statistics(labels)
     grains, frames, _ = read_results(zspy_run)
     np.testing.assert_array_equal(np.asarray(labels.data), _labels(zspy_run / "labels" / "stack.zspy"))
-    got = grains.drop(columns=["file", "unit"]).reset_index(drop=True)
+    got = grains.drop(columns=["file"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, table[list(got.columns)].reset_index(drop=True), check_dtype=False,
                                   check_exact=True)
     for key in stats.columns:

@@ -9,7 +9,6 @@ import pytest
 
 from hyperspy_mmdl.batch import (
     BatchParameters,
-    preprocess_frame,
     process_frame,
     read_results,
     run_batch,
@@ -41,26 +40,21 @@ def stack_file(frames, tmp_path_factory):
     return path
 
 
-def test_preprocess_frame_order_and_crop(frames):
-    img = frames[0]
-    pre = {"remove_data_bar": True, "denoise": "gaussian", "denoise_params": {"sigma": 1.0},
-           "normalize": "zscore"}
-    out, rows = preprocess_frame(img, CAL, pre)
-    top = 160 - round(0.075 * 160)
-    assert abs(rows - top) <= 3 and out.shape == (rows, 200)
-    assert np.allclose(out, normalize(gaussian(img[:rows], 1.0), "zscore"), atol=1e-5)
-    assert preprocess_frame(img, CAL, {})[0] is img
-
-
-def test_process_frame_segments_the_preprocessed_image(frames):
+def test_process_frame_segments_the_preprocessed_analysed_rows(frames):
+    """Data bar left out, then denoise, then normalise: the pipeline's order, on the rows above the bar."""
     img = frames[0]
     pre = {"remove_data_bar": True, "denoise": "gaussian", "denoise_params": {"sigma": 1.0}, "normalize": "minmax"}
     res = process_frame(img, CAL, BatchParameters(preprocess=pre))
-    seg_img, rows = preprocess_frame(img, CAL, pre)
-    want = np.asarray(segment(seg_img, CAL, method="auto"))
+    rows = res.analysed_rows
+    top = 160 - round(0.075 * 160)
+    assert abs(rows - top) <= 3
+    seg_img = normalize(gaussian(img[:rows], 1.0), "minmax")
+    want = np.asarray(segment(seg_img, CAL, method="auto", data_bar=False))
     assert res.labels.shape == img.shape
     np.testing.assert_array_equal(res.labels[:rows], want)
     assert (res.labels[rows:] == 0).all()
+    # the analysed area is the rows above the bar
+    assert res.analysed_area == pytest.approx(rows * 200 * 100.0)
 
 
 def test_bad_preprocess_parameters():
@@ -83,16 +77,18 @@ def test_cli_options_and_resume(stack_file, frames, tmp_path):
             "--denoise", "gaussian", "--denoise-param", "sigma=1.0", "--normalize", "minmax"]
     assert mmdl_main(args) == 0
     m = json.loads((out / "manifest.json").read_text())
-    assert m["parameters"]["preprocess"] == {"remove_data_bar": True, "denoise": "gaussian",
+    # --remove-data-bar is the default (data_bar=True), spelled as the pipeline spells it
+    assert m["parameters"]["preprocess"] == {"denoise": "gaussian",
                                              "denoise_params": {"sigma": 1.0}, "normalize": "minmax"}
     _, table, _ = read_results(out)
     want = process_frame(frames[1], CAL, BatchParameters(preprocess=m["parameters"]["preprocess"]))
-    assert int(table.set_index("frame").loc[1, "n_grains"]) == len(want.grains)
+    assert int(table.set_index("frame").loc[1, "n_grains"]) == want.n_grains
     assert mmdl_main(args) == 0
     assert json.loads((out / "manifest.json").read_text())["counts"]["resumed"] == 3
     # other preprocessing, other results
     again = run_batch([stack_file], out, progress=False, preprocess={"normalize": "clahe"})
     assert again.counts["resumed"] == 0
+
 
 def test_cli_denoise_param_needs_method(stack_file, tmp_path, capsys):
     rc = mmdl_main(["batch", str(stack_file), "--out", str(tmp_path / "o"), "--denoise-param", "sigma=1"])

@@ -8,6 +8,8 @@ import re
 import pandas as pd
 import pytest
 
+from hyperspy_mmdl.tables import read_table
+
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +44,10 @@ def test_demo_main_job(tmp_path):
     assert list(grains.columns[:3]) == ["source", "frame", "label"]
     assert sorted(grains["frame"].unique()) == [0, 1, 2]
     assert grains.groupby("frame").size().tolist() == fig["n_grains"]
-    summary = pd.read_csv(out / "summary.csv")
+    summary = read_table(out / "summary.csv")
     assert summary["n_grains"].tolist() == fig["n_grains"]
-    assert summary["unit"].eq("nm").all() and summary["pixel_size"].eq(20.0).all()
+    assert summary.attrs["units"]["pixel_size"] == "nm" and summary["pixel_size"].eq(20.0).all()
+    assert summary.attrs["units"]["true_mean_ecd"] == summary.attrs["units"]["mean_ecd"] == "nm"
     assert summary["true_class"].tolist() == ["small", "medium", "large"]
     assert summary[["p_small", "p_medium", "p_large"]].sum(axis=1).round(4).eq(1).all()
     doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))

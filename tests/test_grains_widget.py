@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from hyperspy_mmdl.synthetic import polycrystal
+from hyperspy_mmdl.tables import read_table
 
 
 def test_grains_widget_end_to_end(make_napari_viewer, qtbot, tmp_path):
@@ -53,8 +54,9 @@ def test_grains_widget_end_to_end(make_napari_viewer, qtbot, tmp_path):
     assert len(layer.features) == n - 1 and widget.grid.rowCount() == n - 1
 
     out = widget.export_csv(tmp_path / "grains.csv")
-    back = pd.read_csv(out)
-    assert len(back) == n - 1 and "index" not in back.columns and "ecd" in back.columns
+    assert "ecd [nm]" in pd.read_csv(out).columns  # units in the headers
+    back = read_table(out)
+    assert len(back) == n - 1 and "index" not in back.columns and back.attrs["units"]["ecd"] == "nm"
     assert back["ecd"].mean() == pytest.approx(widget.summary["mean_ecd"])
 
 

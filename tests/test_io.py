@@ -56,8 +56,10 @@ def test_real_file(path):
         assert "spectrum" in msg or "1-D" in msg
         return
     img = _load_quiet(path)
-    check_against_observed(path, img.data.shape, img.calibration)
+    # colour stays colour: R, G, B on a last axis the calibration does not describe
+    check_against_observed(path, img.data.shape[:-1] if img.rgb else img.data.shape, img.calibration)
     assert img.data.dtype.kind in "uif"
+    assert not img.rgb or img.data.shape[-1] == 3
     assert img.title
     assert img.calibration.names[-2:] == ("y", "x")
 
@@ -119,21 +121,21 @@ def test_olympus_prefers_calibrated_raw_data(shared):
         img = load(path)
     assert img.data.dtype == np.uint16
     assert img.calibration.pixel_size_in("m")[0] == pytest.approx(2.3928e-11, rel=1e-6)
-    with pytest.warns(UserWarning, match="luminance"):
-        rgb = load(path, index=0)
-    assert rgb.data.dtype == np.float32 and rgb.data.shape == (101, 112)
+    rgb = _load_quiet(path, index=0)  # the colour preview: kept in colour (R, G, B last)
+    assert rgb.rgb and rgb.data.dtype == np.uint8 and rgb.data.shape == (101, 112, 3)
+    assert rgb.calibration.ndim == 2 and not rgb.is_stack
 
 
 def test_ncempy_non_square_and_3d(shared):
     img = _load_quiet(shared("ncempy_dm", "dmTest_float32_nonSquare_diffPixelSize.dm4"))
     assert img.data.shape == (64, 128)
-    assert img.calibration.units == ("Å", "nm")
-    assert img.calibration.to_unit("nm").pixel_size == pytest.approx((0.2, 1.0))
-    assert not img.calibration.to_unit("nm").is_square
+    assert img.calibration.units == ("nm", "nm")  # Å × nm in the file: one readable unit
+    assert img.calibration.pixel_size == pytest.approx((0.2, 1.0))
+    assert not img.calibration.is_square
     img = load(shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4"), lazy=True)
     assert img.is_lazy and img.is_stack and img.data.shape == (66, 65, 64)
-    assert img.calibration.scale == (4.0, 3.0, 2.0)
-    assert img.calibration.units == ("µm", "nm", "pm")
+    assert img.calibration.scale == pytest.approx((4.0, 3.0, 0.002))  # nm × pm in the file: nm
+    assert img.calibration.units == ("µm", "nm", "nm")
     assert img.calibration.navigate == (True, False, False)
     eager = _load_quiet(shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4"), lazy=None)
     assert not eager.is_lazy  # small file: auto is eager
@@ -142,9 +144,9 @@ def test_ncempy_non_square_and_3d(shared):
 
 def test_dtype_conversions(shared):
     d = shared("rosettasciio_dm_tiff", "digitalmicrograph", "2D")
-    with pytest.warns(UserWarning, match="luminance"):
+    with pytest.warns(UserWarning, match="alpha channel is dropped"):
         rgba = load(d / "test-8.dm4", lazy=True)  # RGBA cannot be read lazily: read eagerly
-    assert rgba.data.dtype == np.float32 and rgba.data.shape == (2, 2)
+    assert rgba.rgb and rgba.data.dtype == np.uint8 and rgba.data.shape == (2, 2, 3)
     assert "RGBA" in rgba.metadata["conversion"]
     with pytest.warns(UserWarning, match="magnitude"):
         cplx = load(d / "test-3.dm4")
@@ -233,7 +235,8 @@ def test_hyperspy_signal_types(tmp_path, shared, capsys):
     path = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
     s = hs.load(path, signal_type="microstructure")
     assert type(s) is Microstructure
-    assert s.calibration.scale == (4.0, 3.0, 2.0)
+    assert s.calibration.scale == pytest.approx((4.0, 3.0, 0.002))  # nm × pm: nm, as io.load
+    assert s.calibration.units == load(path).calibration.units
     lazy = hs.load(path, signal_type="microstructure", lazy=True)
     assert type(lazy) is LazyMicrostructure
     plain = hs.load(path)
@@ -245,7 +248,7 @@ def test_hyperspy_signal_types(tmp_path, shared, capsys):
 
     s = load_signal(path)
     assert type(s) is Microstructure and s.axes_manager.navigation_shape == (66,)
-    assert s.axes_manager.signal_axes[0].units == "pm" and s.axes_manager.signal_axes[1].scale == 3.0
+    assert s.axes_manager.signal_axes[0].units == "nm" and s.axes_manager.signal_axes[1].scale == 3.0
     assert s.metadata.General.title == "image3D_int16_64,65,66"
     assert type(load_signal(path, lazy=True)) is LazyMicrostructure
 
@@ -278,7 +281,8 @@ def test_calibration_from_undefined_axes(shared):
     assert cal.units == ("px", "px") and not cal.is_calibrated
     cal = Calibration.from_axes([dict(name="<undefined>", index_in_array=0, units=None, navigate=True),
                                  dict(name=None, index_in_array=1), dict(name="x", index_in_array=2, units="nm")])
-    assert cal.names == ("frame", "y", "x") and cal.units == ("px", "px", "nm")
+    # one image axis without a unit: the image is in pixels (no half calibration)
+    assert cal.names == ("frame", "y", "x") and cal.units == ("px", "px", "px")
 
 
 def test_lazy_stacks(shared, monkeypatch):

@@ -44,8 +44,8 @@ def test_real_dm4_through_every_widget(make_napari_viewer, qtbot, tiny_checkpoin
     viewer = make_napari_viewer()
     [image] = viewer.open(str(path), plugin="napari-mmdl")
     assert image.data.shape == (64, 128)
-    assert tuple(image.scale) == (2.0, 1.0)
-    assert tuple(str(u) for u in image.units) == ("angstrom", "nanometer")
+    np.testing.assert_allclose(image.scale, (0.2, 1.0))  # Å × nm in the file: nm on both axes
+    assert tuple(str(u) for u in image.units) == ("nanometer", "nanometer")
     assert image.metadata["path"] == str(path)
 
     # segment and measure
@@ -57,8 +57,8 @@ def test_real_dm4_through_every_widget(make_napari_viewer, qtbot, tiny_checkpoin
     qtbot.waitUntil(lambda: grains.run_button.enabled, timeout=10_000)
     labels = grains.labels_layer
     assert labels.data.shape == image.data.shape
-    assert tuple(labels.scale) == (2.0, 1.0)
-    assert tuple(str(u) for u in labels.units) == ("angstrom", "nanometer")
+    np.testing.assert_allclose(labels.scale, (0.2, 1.0))
+    assert tuple(str(u) for u in labels.units) == ("nanometer", "nanometer")
     n0 = int(labels.data.max())
     assert n0 >= 1 and len(grains.table) == n0 and grains.grid.rowCount() == n0
 
@@ -102,6 +102,6 @@ def test_real_dm4_through_every_widget(make_napari_viewer, qtbot, tiny_checkpoin
     qtbot.waitUntil(lambda: att.layer is not None, timeout=60_000)
     over = att.layer
     assert over.data.shape == image.data.shape
-    assert tuple(over.scale) == (2.0, 1.0) and tuple(over.translate) == tuple(image.translate)
-    assert tuple(str(u) for u in over.units) == ("angstrom", "nanometer")
+    assert tuple(over.scale) == tuple(image.scale) and tuple(over.translate) == tuple(image.translate)
+    assert tuple(str(u) for u in over.units) == ("nanometer", "nanometer")
     assert 0.0 <= over.data.min() and over.data.max() == pytest.approx(1.0)

@@ -39,13 +39,14 @@ def test_reader_real_file(path):
     assert len(layers) == 1
     data, kwargs, kind = layers[0]
     assert kind == "image"
-    assert len(kwargs["scale"]) == len(kwargs["translate"]) == len(kwargs["units"]) == data.ndim
+    # colour stays colour (an RGB layer: the channel axis has no scale)
+    assert len(kwargs["scale"]) == len(kwargs["translate"]) == len(kwargs["units"]) == data.ndim - kwargs["rgb"]
     assert kwargs["axis_labels"][-2:] == ("y", "x")
     assert kwargs["name"]
     # same numbers as rosettasciio observed, in the layer's own units
     units = tuple(u.replace("um", "µm").replace("angstrom", "Å").replace("pixel", "px") for u in kwargs["units"])
     cal = Calibration(kwargs["scale"], units, kwargs["translate"])
-    check_against_observed(path, data.shape, cal)
+    check_against_observed(path, data.shape[:-1] if kwargs["rgb"] else data.shape, cal)
     md = kwargs["metadata"]
     assert md["path"] == str(path) and "original_metadata" not in md
     assert len(md) < 20
@@ -101,9 +102,10 @@ def test_viewer_opens_dm4_stack(make_napari_viewer, shared):
     assert len(layers) == 1
     layer = layers[0]
     assert layer.data.shape == (66, 65, 64)
-    np.testing.assert_allclose(layer.scale, (4.0, 3.0, 2.0))
+    # nm × pm in the file: one readable unit for the image axes, as on every route
+    np.testing.assert_allclose(layer.scale, (4.0, 3.0, 0.002))
     np.testing.assert_allclose(layer.translate, (0.0, 0.0, 0.0))
-    assert tuple(str(u) for u in layer.units) == ("micrometer", "nanometer", "picometer")
+    assert tuple(str(u) for u in layer.units) == ("micrometer", "nanometer", "nanometer")
     assert tuple(layer.axis_labels) == ("z", "y", "x")
     assert layer.name == "image3D_int16_64,65,66"
 

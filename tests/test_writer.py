@@ -40,8 +40,8 @@ def test_labels_stack_round_trip(tmp_path):
     [out] = write_labels(str(tmp_path / "stack.zspy"), stack, meta)
     img = io.load(out)
     assert img.data.shape == stack.shape
-    assert img.calibration.image.pixel_size == pytest.approx((0.02, 0.02))
-    assert img.calibration.unit == "µm"
+    assert img.calibration.image.pixel_size_in("µm") == pytest.approx((0.02, 0.02))
+    assert img.calibration.unit == "nm"  # 0.02 µm pixels read best as 20 nm
 
 
 def test_reader_opens_written_labels(tmp_path):

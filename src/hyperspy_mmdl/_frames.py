@@ -27,7 +27,8 @@ def _show(show_progressbar):
 
 
 def apply_to_frames(signal, fn: Callable, out_signal_shape: tuple, *, dtype=np.float32,
-                    show_progressbar=None, lazy_output=None, frames_per_block: int = 8):
+                    show_progressbar=None, lazy_output=None, frames_per_block: int = 8,
+                    colour: str = "luminance"):
     """Run ``fn`` on blocks of frames of ``signal``.
 
     Parameters
@@ -49,6 +50,10 @@ def apply_to_frames(signal, fn: Callable, out_signal_shape: tuple, *, dtype=np.f
     frames_per_block : int
         Frames per dask block when the signal's navigation chunks are smaller
         (one frame per chunk would run the model on batches of one frame).
+    colour : {"luminance", "keep"}
+        What ``fn`` gets of a colour signal (HyperSpy's structured ``rgb8`` ...),
+        by the colour policy of :mod:`hyperspy_mmdl.preprocess.color`: the
+        BT.601 luminance (float32), or ``(n, H, W, 3)`` channels (segmentation).
 
     Returns
     -------
@@ -68,6 +73,10 @@ def apply_to_frames(signal, fn: Callable, out_signal_shape: tuple, *, dtype=np.f
 
     def run_block(block, show_bar=False):
         frames = np.asarray(block).reshape((-1,) + sig_shape)
+        if frames.dtype.names is not None:  # colour
+            from .preprocess.color import as_channels, luminance
+
+            frames = luminance(frames) if colour == "luminance" else as_channels(frames)
         out = np.asarray(fn(frames, show_bar), dtype=dtype)
         return out.reshape(block.shape[:nn] + out_signal_shape)
 

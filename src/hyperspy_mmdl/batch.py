@@ -3,8 +3,8 @@
 :func:`run_batch` takes files, globs and folders, opens every stack lazily (HyperSpy
 lazy signals through :func:`hyperspy_mmdl.io.load`, so a frame is read only when it is
 processed) and runs, frame by frame, the same pipeline as the other front ends
-(:func:`process_frame`): segment -> measure -> summarize, then optionally classify
-and predict the PCE with checkpoints.
+(:func:`hyperspy_mmdl.pipeline.analyze_frame`): data bar, segment -> measure ->
+summarize, then optionally classify and predict the PCE with checkpoints.
 
 Every frame is one *item*. A worker reads its frame, computes, and writes the
 item's result shards atomically into ``OUT/shards`` (a temporary name, then
@@ -53,6 +53,7 @@ by checkpoint path, modification time and device). Scripts that call
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -74,7 +75,6 @@ from .calibration import PIXEL, Calibration
 __all__ = [
     "BatchParameters",
     "BatchResult",
-    "FrameResult",
     "SUFFIXES",
     "find_inputs",
     "file_checksum",
@@ -124,13 +124,19 @@ class BatchParameters:
     device : str
         Torch device for the models (not part of the item identity).
     preprocess : dict
-        Preprocessing of the image that is segmented (the models see the raw
-        frame), applied in this order: ``remove_data_bar`` (bool: crop the
-        SEM data bar; its rows get label 0), ``denoise`` (a method of
+        Preprocessing, as in :class:`hyperspy_mmdl.pipeline.AnalysisParameters`
+        (the same meaning on every route): ``data_bar`` (bool, default True:
+        the SEM data bar is left out of the analysed area; ``remove_data_bar``
+        is an older spelling of it), ``denoise`` (a method of
         :mod:`hyperspy_mmdl.preprocess.denoise`) with ``denoise_params``,
         ``normalize`` (``"minmax"``, ``"zscore"``, ``"clahe"``). Part of the item
         identity when not empty (a denoiser checkpoint by its checksum), so a
         rerun with other preprocessing recomputes.
+    unit : str, optional
+        Length unit of every table of the run; by default the readable unit of
+        the median pixel size of the calibrated inputs
+        (:func:`hyperspy_mmdl.pipeline.common_unit`). Inputs without calibration
+        stay in pixels, in tables of their own (``*_px``).
     """
 
     segment: str = "auto"
@@ -142,6 +148,7 @@ class BatchParameters:
     process: dict = field(default_factory=dict)
     device: str = "cpu"
     preprocess: dict = field(default_factory=dict)
+    unit: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.segment, str) or not self.segment:
@@ -156,6 +163,16 @@ class BatchParameters:
         if (self.composition or self.process) and self.predict_pce is None:
             raise ValueError("composition/process are only used with predict_pce (a PCE checkpoint)")
         _check_preprocess(self.preprocess)
+        if "remove_data_bar" in self.preprocess:  # the older spelling of data_bar
+            pre = dict(self.preprocess)
+            pre["data_bar"] = bool(pre.pop("remove_data_bar")) or bool(pre.get("data_bar", True))
+            object.__setattr__(self, "preprocess", pre)
+        if self.preprocess.get("data_bar") is True and len(self.preprocess) == 1:
+            object.__setattr__(self, "preprocess", {})  # the default: the same identity as no preprocessing
+        from .pipeline import check_unit
+
+        object.__setattr__(self, "unit", check_unit(self.unit))
+        self.analysis()  # validates the segmentation and model parameters once, before any work
         for name in ("segment_params", "composition", "process", "preprocess"):
             value = getattr(self, name)
             if not isinstance(value, dict):
@@ -169,7 +186,19 @@ class BatchParameters:
         return dict(segment=self.segment, segment_params=dict(self.segment_params),
                     convention=self.convention, classify=self.classify, predict_pce=self.predict_pce,
                     composition=dict(self.composition), process=dict(self.process), device=self.device,
-                    preprocess=dict(self.preprocess))
+                    preprocess=dict(self.preprocess), unit=self.unit)
+
+    def analysis(self):
+        """These parameters as the pipeline's :class:`~hyperspy_mmdl.pipeline.AnalysisParameters`."""
+        from .pipeline import AnalysisParameters
+
+        pre = self.preprocess
+        return AnalysisParameters(method=self.segment, segment_params=dict(self.segment_params),
+                                  convention=self.convention, data_bar=bool(pre.get("data_bar", True)),
+                                  denoise=pre.get("denoise"), denoise_params=dict(pre.get("denoise_params") or {}),
+                                  normalize=pre.get("normalize"), classify=self.classify,
+                                  predict_pce=self.predict_pce, composition=dict(self.composition),
+                                  process=dict(self.process), device=self.device)
 
     def identity(self) -> dict:
         """The parameters that identify a result (paths replaced by content checksums)."""
@@ -188,6 +217,8 @@ class BatchParameters:
                 pre["denoise_params"] = {**pre["denoise_params"],
                                          "model": {"path": str(model), "sha256": file_checksum(model, mode="full")}}
             d["preprocess"] = pre
+        if d.get("unit") is None:
+            d.pop("unit", None)
         d["mmdl_version"] = __version__
         return d
 
@@ -195,7 +226,7 @@ class BatchParameters:
         return _sha256_text(json.dumps(self.identity(), sort_keys=True))
 
 
-_PREPROCESS_KEYS = ("remove_data_bar", "denoise", "denoise_params", "normalize")
+_PREPROCESS_KEYS = ("data_bar", "remove_data_bar", "denoise", "denoise_params", "normalize")
 
 
 def _check_preprocess(pre: dict) -> None:
@@ -219,30 +250,6 @@ def _check_preprocess(pre: dict) -> None:
     model = params.get("model")
     if model is not None and not Path(model).is_file():
         raise FileNotFoundError(f"preprocess: denoiser checkpoint {str(model)!r} does not exist")
-
-
-def preprocess_frame(image: np.ndarray, calibration: Calibration, preprocess: dict) -> tuple[np.ndarray, int]:
-    """Apply the batch preprocessing to one frame; returns the image and its number of rows kept."""
-    if not preprocess:
-        return image, image.shape[0]
-    rows = image.shape[0]
-    if preprocess.get("remove_data_bar"):
-        from .preprocess.databar import find_data_bar
-
-        bar = find_data_bar(image)
-        if bar is not None:
-            rows = bar.top
-            image = image[:rows]
-    if preprocess.get("denoise"):
-        from .preprocess.denoise import denoise
-
-        image = denoise(image, preprocess["denoise"], calibration=calibration,
-                        **dict(preprocess.get("denoise_params") or {}))
-    if preprocess.get("normalize"):
-        from .preprocess.normalize import normalize
-
-        image = normalize(image, preprocess["normalize"])
-    return image, rows
 
 
 def _sha256_text(text: str) -> str:
@@ -403,130 +410,15 @@ def file_checksum(path: str | os.PathLike, mode: str = "quick") -> str:
 # ---------------------------------------------------------------------------------------------
 # per-frame compute (shared with the HyperSpy and napari front ends)
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class FrameResult:
-    """What :func:`process_frame` returns for one image.
+def process_frame(image: np.ndarray, calibration: Calibration, params: BatchParameters | None = None):
+    """One frame through :func:`hyperspy_mmdl.pipeline.analyze_frame` with a batch's parameters.
 
-    Attributes
-    ----------
-    labels : numpy.ndarray
-        Grain labels (int32, 0 = boundary/background).
-    grains : pandas.DataFrame
-        Per-grain measurements of :func:`hyperspy_mmdl.grains.measure`.
-    summary : dict
-        Flat dict of scalars: ``n_grains``, the feature factors of
-        :func:`hyperspy_mmdl.grains.summarize` and the model outputs.
+    Returns the :class:`~hyperspy_mmdl.pipeline.FrameAnalysis` (labels, table, summary, model outputs).
     """
-
-    labels: np.ndarray
-    grains: Any
-    summary: dict
-
-
-def frame_calibration(calibration: Calibration) -> Calibration:
-    """The image calibration of one frame, with both image axes in one length unit.
-
-    DM files may store different units on x and y (``"pm"`` and ``"nm"``); the
-    measurement needs one, so x is converted to the unit of y.
-    """
-    cal = calibration.image
-    uy, ux = cal.units
-    if uy != ux and PIXEL not in (uy, ux):
-        try:
-            sx = Calibration((1.0, cal.scale[1]), (uy, ux)).to_unit(uy).scale[1]
-            ox = Calibration((1.0, 1.0), (uy, ux), offset=(0.0, cal.offset[1])).to_unit(uy).offset[1]
-        except Exception as err:  # not two lengths
-            raise ValueError(f"image axes have incompatible units {uy!r} and {ux!r}: {err}") from None
-        cal = Calibration((cal.scale[0], sx), (uy, uy), (cal.offset[0], ox), cal.names, (False, False))
-    return cal
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, np.generic):
-            out[key] = v.item()
-        elif isinstance(v, (list, tuple, np.ndarray)):
-            out[key] = json.dumps(np.asarray(v).tolist())
-        elif v is None or isinstance(v, (bool, int, float, str)):
-            out[key] = v
-        else:
-            out[key] = str(v)
-    return out
-
-
-def _model_outputs(image, calibration, params: BatchParameters) -> dict:
-    """Classifier and PCE outputs of one frame.
-
-    The models come from :func:`hyperspy_mmdl.inference.get_predictor`, which keeps
-    the loaded checkpoints in a per-process cache (path, modification time,
-    device): every dask worker process loads each model once.
-    """
-    out: dict = {}
-    if params.classify is None and params.predict_pce is None:
-        return out
-    from . import inference
-
-    if params.classify is not None:
-        pred = inference.get_predictor(params.classify, device=params.device)
-        probs = np.asarray(inference.classify(image, calibration, pred, device=params.device),
-                           dtype=np.float64).reshape(-1)
-        names = list(pred.class_names)
-        best = int(np.argmax(probs))
-        out["predicted_class"] = names[best] if best < len(names) else str(best)
-        out["predicted_class_probability"] = float(probs[best])
-        for name, p in zip(names, probs):
-            out[f"p_{name}"] = float(p)
-    if params.predict_pce is not None:
-        pred = inference.get_predictor(params.predict_pce, device=params.device)
-        pce, weights = inference.predict_pce(image, calibration, pred, composition=params.composition,
-                                             process=params.process, device=params.device)
-        out["pce"] = float(np.asarray(pce, dtype=np.float64).reshape(-1)[0])
-        for name, w in zip(inference.MODALITIES, np.asarray(weights, dtype=np.float64).reshape(-1)):
-            out[f"fusion_weight_{name}"] = float(w)
-    return out
-
-
-def process_frame(image: np.ndarray, calibration: Calibration,
-                  params: BatchParameters | None = None) -> FrameResult:
-    """Segment, measure and summarize one image (and run the models the parameters name).
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        One 2-D frame.
-    calibration : Calibration
-        Its calibration (the image axes are used).
-    params : BatchParameters, optional
-        What to compute; defaults to ``BatchParameters()``.
-
-    Returns
-    -------
-    FrameResult
-    """
-    # the submodules, not the package: ``grains.measure`` is both a module and a function
-    from .grains.measure import measure
-    from .grains.segment import segment
-    from .grains.summarize import summarize
+    from .pipeline import analyze_frame
 
     params = params or BatchParameters()
-    image = np.asarray(image)
-    if image.ndim != 2:
-        raise ValueError(f"expected one 2-D frame, got an array of shape {image.shape}")
-    cal = frame_calibration(calibration)
-    seg_image, rows = preprocess_frame(image, cal, params.preprocess)
-    labels = np.asarray(segment(seg_image, cal, method=params.segment, **params.segment_params))
-    labels = labels.astype(np.int32, copy=False)
-    if rows < image.shape[0]:  # a cropped data bar: its rows are background
-        labels = np.concatenate([labels, np.zeros((image.shape[0] - rows,) + labels.shape[1:], np.int32)])
-    table = measure(labels, cal, convention=params.convention)
-    summary = {"n_grains": int(len(table))}
-    summary.update(_flatten(dict(summarize(table, cal, labels=labels))))
-    summary.update(_model_outputs(image, cal, params))
-    return FrameResult(labels=labels, grains=table, summary=summary)
+    return analyze_frame(image, calibration, params.analysis(), unit=params.unit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,13 +444,14 @@ def _open(path: str, checksum: str):
         return img
 
 
-def _frames_view(data):
-    """``data`` as ``(n_frames, y, x)`` (navigation axes flattened), still lazy."""
-    if data.ndim == 2:
+def _frames_view(data, rgb: bool = False):
+    """``data`` as ``(n_frames, y, x[, 3])`` (navigation axes flattened), still lazy."""
+    nd = 3 if rgb else 2
+    if data.ndim == nd:
         return data[None]
-    if data.ndim < 2:
+    if data.ndim < nd:
         raise ValueError(f"not an image: the data has shape {tuple(data.shape)}")
-    return data.reshape((-1,) + tuple(data.shape[-2:]))
+    return data.reshape((-1,) + tuple(data.shape[-nd:]))
 
 
 def read_frame(path: str | os.PathLike, frame: int, checksum: str = "") -> tuple[np.ndarray, Calibration]:
@@ -567,7 +460,7 @@ def read_frame(path: str | os.PathLike, frame: int, checksum: str = "") -> tuple
     Returns the frame (numpy) and the calibration of the whole input.
     """
     img = _open(os.fspath(path), checksum)
-    frames = _frames_view(img.data)
+    frames = _frames_view(img.data, img.rgb)
     if not 0 <= frame < frames.shape[0]:
         raise IndexError(f"{path}: frame {frame} out of range (the input has {frames.shape[0]})")
     block = frames[frame]
@@ -610,18 +503,14 @@ def _shard_paths(shard_dir: Path, key: str) -> dict[str, Path]:
             "labels": shard_dir / f"{key}.labels.npz"}
 
 
-def _grains_frame(table, file: str, frame: int, unit: str):
-    import pandas as pd
+def _grains_frame(table, file: str, frame: int):
+    """The frame's grain table with ``file`` and ``frame`` first and units in the headers."""
+    from .tables import with_unit_headers
 
-    df = pd.DataFrame(table).reset_index(drop=True)
+    df = table.reset_index(drop=True)
     df.insert(0, "file", file)
     df.insert(1, "frame", int(frame))
-    if "label" not in df.columns:
-        raise ValueError("the measurement table has no 'label' column")
-    cols = ["file", "frame", "label"] + [c for c in df.columns if c not in ("file", "frame", "label")]
-    df = df[cols]
-    df.insert(3, "unit", unit)
-    return df
+    return with_unit_headers(df, table.attrs.get("units"))
 
 
 def process_item(item: dict, params: dict, shard_dir: str) -> dict:
@@ -654,14 +543,16 @@ def process_item(item: dict, params: dict, shard_dir: str) -> dict:
         p = BatchParameters(**params)
         image, cal = read_frame(item["path"], int(item["frame"]), item["checksum"])
         result = process_frame(image, cal, p)
-        cal = frame_calibration(cal)
-        grains = _grains_frame(result.grains, item["file"], item["frame"], cal.unit)
+        grains = _grains_frame(result.table, item["file"], item["frame"])
         # data first, the record last: a record on disk means a complete item
         _atomic_write(paths["grains"], lambda fh: pq.write_table(
             pa.Table.from_pandas(grains, preserve_index=False), fh))
         _atomic_write(paths["labels"], lambda fh: np.savez_compressed(fh, labels=result.labels))
-        record["summary"] = result.summary
-        record["unit"] = cal.unit
+        record["summary"] = result.row()
+        record["summary_units"] = result.row_units()
+        record["unit"] = result.unit
+        if result.notes:
+            record["notes"] = list(result.notes)
         record["labels_shape"] = list(result.labels.shape)
     except Exception as err:  # recorded, the batch goes on
         record["status"] = "error"
@@ -878,6 +769,31 @@ class BatchResult:
     def counts(self) -> dict:
         return self.manifest["counts"]
 
+    def report_lines(self) -> list[str]:
+        """What a person should read after the run: the unit of the tables, each failure with
+        its reason, and each kind of note once, counted."""
+        from .pipeline import count_notes
+
+        m = self.manifest
+        lines = []
+        outputs = m.get("outputs") or {}
+        unit = outputs.get("unit") or m.get("unit")
+        if unit:
+            lines.append(f"  tables in {unit}" + ("" if unit != PIXEL else " (pixels: no input is calibrated)"))
+        if outputs.get("pixel_unit_tables"):
+            n = len(outputs["pixel_unit_tables"])
+            lines.append(f"  {n} file(s) without calibration: their grains are in grains_px.csv, "
+                         f"frames_px.csv (pixels)")
+        for entry in m.get("inputs", []):
+            if entry.get("status") == "error" and entry.get("error"):
+                lines.append(f"  failed: {entry['file']}: {entry['error']}")
+        for e in m.get("items", []):
+            if e.get("status") == "error":
+                lines.append(f"  failed: {e['file']} frame {e['frame']}: {e.get('error')}")
+        notes = [(e["file"], n) for e in m.get("items", []) for n in e.get("notes") or ()]
+        lines += [f"  {line}" for line in count_notes(notes)]
+        return lines
+
 
 def _versions() -> dict:
     from importlib import metadata
@@ -897,6 +813,10 @@ def _versions() -> dict:
 def _calibration_dict(cal: Calibration) -> dict:
     return dict(scale=list(cal.scale), units=list(cal.units), offset=list(cal.offset), names=list(cal.names),
                 navigate=list(cal.navigate))
+
+
+def _entry_calibration(entry: dict) -> Calibration:
+    return Calibration(**{k: tuple(v) for k, v in entry["calibration"].items()})
 
 
 def _label_names(files: Sequence[Path]) -> list[str]:
@@ -921,13 +841,14 @@ def _plan_input(path: Path, checksum_mode: str) -> dict:
         entry["size_bytes"] = (sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
                                if path.is_dir() else path.stat().st_size)
         img = load(path, lazy=True)
-        frames = _frames_view(img.data)
-        entry["shape"] = [int(n) for n in img.data.shape]
+        frames = _frames_view(img.data, img.rgb)
+        entry["rgb"] = bool(img.rgb)
+        # the labels' shape: a colour input's channel axis is not part of it
+        entry["shape"] = [int(n) for n in (img.data.shape[:-1] if img.rgb else img.data.shape)]
         entry["dtype"] = str(img.data.dtype)
         entry["n_frames"] = int(frames.shape[0])
-        entry["frame_shape"] = [int(n) for n in frames.shape[1:]]
+        entry["frame_shape"] = [int(n) for n in frames.shape[1:3]]
         entry["calibration"] = _calibration_dict(img.calibration)
-        frame_calibration(img.calibration)  # fail early on unusable axes
     except Exception as err:
         entry["status"] = "error"
         entry["error"] = f"{type(err).__name__}: {err}"
@@ -952,6 +873,7 @@ def run_batch(
     process: dict | None = None,
     device: str = "cpu",
     preprocess: dict | None = None,
+    unit: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
     checksum: str = "quick",
@@ -968,7 +890,7 @@ def run_batch(
         See :func:`find_inputs`.
     out : path
         Output folder (created). Rerunning with the same folder resumes.
-    segment, segment_params, convention, classify, predict_pce, composition, process, device, preprocess
+    segment, segment_params, convention, classify, predict_pce, composition, process, device, preprocess, unit
         See :class:`BatchParameters`.
     workers : int, optional
         Run on a local dask.distributed cluster with this many worker processes.
@@ -1007,7 +929,7 @@ def run_batch(
                              classify=None if classify is None else os.fspath(classify),
                              predict_pce=None if predict_pce is None else os.fspath(predict_pce),
                              composition=dict(composition or {}), process=dict(process or {}),
-                             device=device, preprocess=dict(preprocess or {}))
+                             device=device, preprocess=dict(preprocess or {}), unit=unit)
     executor = _Executor(workers, scheduler)  # validates the arguments
     if checksum not in ("quick", "full"):
         raise ValueError(f"checksum must be 'quick' or 'full', got {checksum!r}")
@@ -1032,7 +954,6 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
     if not files and not missing:
         raise ValueError(f"no input files in {[os.fspath(i) for i in inputs]} (the output folder "
                          f"{str(out)!r} and what it contains are never inputs)")
-    params_hash = params.hash()
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     manifest: dict = {
         "format": "napari-mmdl batch manifest 1",
@@ -1041,9 +962,9 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
         "finished": None,
         "state": "running",
         "out": str(out.resolve()),
-        "parameters": params.identity() | {"device": params.device},
+        "parameters": None,
         "checksum_note": CHECKSUM_NOTE[checksum],
-        "parameters_hash": params_hash,
+        "parameters_hash": None,
         "checksum_mode": checksum,
         "executor": None,
         "versions": _versions(),
@@ -1064,6 +985,16 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
         entry["labels"] = f"{LABELS}/{name}.zspy" if entry["status"] != "error" else None
         manifest["inputs"].append(entry)
         plan.append(entry)
+    if params.unit is None:  # one unit for every table of the run
+        from .pipeline import common_unit
+
+        params = dataclasses.replace(params, unit=common_unit(
+            _entry_calibration(e) for e in plan if e["status"] != "error"))
+    params_hash = params.hash()
+    manifest["parameters"] = params.identity() | {"device": params.device}
+    manifest["parameters_hash"] = params_hash
+    manifest["unit"] = params.unit
+    for entry in plan:
         for frame in range(entry["n_frames"]):
             items.append({"path": entry["path"], "file": entry["file"], "checksum": entry["checksum"],
                           "frame": frame, "key": _item_key(entry["checksum"], frame, params_hash)})
@@ -1134,7 +1065,7 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
         entry["status"] = "ok" if n_bad == 0 else ("error" if n_bad == len(keys) else "partial")
         if n_bad:
             entry["error"] = f"{n_bad} of {len(keys)} frame(s) failed"
-    manifest["outputs"] = _assemble(out, plan, items, records, shard_dir)
+    manifest["outputs"] = _assemble(out, plan, items, records, shard_dir, params.unit)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_manifest("finished")
     failed = manifest["counts"]["error"] + manifest["counts"]["failed_inputs"]
@@ -1143,6 +1074,8 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
 
 def _item_entry(item: dict, record: dict | None) -> dict:
     e = {"file": item["file"], "frame": item["frame"], "key": item["key"]}
+    if record is not None and record.get("notes"):
+        e["notes"] = list(record["notes"])
     if record is None:
         e["status"] = "pending"
     elif record.get("status") == "ok":
@@ -1159,19 +1092,35 @@ def _item_entry(item: dict, record: dict | None) -> dict:
 # ---------------------------------------------------------------------------------------------
 # assembly of the final outputs (streaming, atomic)
 # ---------------------------------------------------------------------------------------------
-def _assemble(out: Path, plan: list[dict], items: list[dict], records: dict, shard_dir: Path) -> dict:
-    outputs = {}
-    outputs.update(_assemble_grains(out, items, records, shard_dir))
-    outputs.update(_assemble_frames(out, items, records))
+def _assemble(out: Path, plan: list[dict], items: list[dict], records: dict, shard_dir: Path,
+              unit: str = PIXEL) -> dict:
+    """Grain and frame tables in one unit (``unit``); frames in pixels, when the run has
+    calibrated ones too, in tables of their own (``grains_px``, ``frames_px``)."""
+    def in_pixels(item):
+        rec = records.get(item["key"]) or {}
+        return unit != PIXEL and rec.get("unit") == PIXEL
+
+    main = [it for it in items if not in_pixels(it)]
+    px = [it for it in items if in_pixels(it)]
+    outputs = {"unit": unit}
+    outputs.update(_assemble_grains(out, main, records, shard_dir, "grains"))
+    outputs.update(_assemble_frames(out, main, records, "frames"))
+    if px:
+        outputs["pixel_unit_tables"] = sorted({it["file"] for it in px})
+        outputs.update(_assemble_grains(out, px, records, shard_dir, "grains_px"))
+        outputs.update(_assemble_frames(out, px, records, "frames_px"))
+    else:
+        for name in ("grains_px.parquet", "grains_px.csv", "frames_px.parquet", "frames_px.csv"):
+            (out / name).unlink(missing_ok=True)  # left from an earlier run of other inputs
     outputs["labels"] = _assemble_labels(out, plan, items, records, shard_dir)
     return outputs
 
 
-def _assemble_grains(out: Path, items, records, shard_dir: Path) -> dict:
+def _assemble_grains(out: Path, items, records, shard_dir: Path, name: str = "grains") -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq_path, csv_path = out / "grains.parquet", out / "grains.csv"
+    pq_path, csv_path = out / f"{name}.parquet", out / f"{name}.csv"
     pq_tmp, csv_tmp = _tmp_path(pq_path), _tmp_path(csv_path)
     writer = None
     schema = None
@@ -1195,37 +1144,40 @@ def _assemble_grains(out: Path, items, records, shard_dir: Path) -> dict:
             csv_fh.write(df.to_csv(index=False, header=n_rows == 0, lineterminator="\n").encode("utf-8"))
             n_rows += table.num_rows
     if writer is None:  # no grain anywhere: an empty table with the key columns
-        schema = pa.schema([("file", pa.string()), ("frame", pa.int64()), ("label", pa.int32()),
-                            ("unit", pa.string())])
+        schema = pa.schema([("file", pa.string()), ("frame", pa.int64()), ("label", pa.int64())])
         pq.write_table(schema.empty_table(), pq_tmp)
         with open(csv_tmp, "wb") as fh:
-            fh.write(b"file,frame,label,unit\n")
+            fh.write(b"file,frame,label\n")
     else:
         writer.close()
     os.replace(pq_tmp, pq_path)
     os.replace(csv_tmp, csv_path)
-    return {"grains_parquet": pq_path.name, "grains_csv": csv_path.name, "n_grains": n_rows}
+    return {f"{name}_parquet": pq_path.name, f"{name}_csv": csv_path.name, f"n_{name}": n_rows}
 
 
-def _assemble_frames(out: Path, items, records) -> dict:
+def _assemble_frames(out: Path, items, records, name: str = "frames") -> dict:
     import pandas as pd
 
-    rows = []
+    from .tables import with_unit_headers
+
+    rows, units = [], {}
     for item in items:
         rec = records.get(item["key"]) or {}
         row = {"file": item["file"], "frame": item["frame"], "status": rec.get("status", "pending"),
-               "error": rec.get("error"), "unit": rec.get("unit")}
+               "error": rec.get("error")}
         row.update(rec.get("summary") or {})
+        units.update(rec.get("summary_units") or {})
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
-        df = pd.DataFrame(columns=["file", "frame", "status", "error", "unit"])
-    pq_path, csv_path = out / "frames.parquet", out / "frames.csv"
+        df = pd.DataFrame(columns=["file", "frame", "status", "error"])
+    df = with_unit_headers(df, units)
+    pq_path, csv_path = out / f"{name}.parquet", out / f"{name}.csv"
     tmp = _tmp_path(pq_path)
     df.to_parquet(tmp, index=False)
     os.replace(tmp, pq_path)
     _atomic_write_bytes(csv_path, df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-    return {"frames_parquet": pq_path.name, "frames_csv": csv_path.name}
+    return {f"{name}_parquet": pq_path.name, f"{name}_csv": csv_path.name}
 
 
 def _load_labels(path: str) -> np.ndarray:
@@ -1295,10 +1247,18 @@ def _assemble_labels(out: Path, plan, items, records, shard_dir: Path) -> list[s
 # ---------------------------------------------------------------------------------------------
 # reading results back
 # ---------------------------------------------------------------------------------------------
-def read_results(out: str | os.PathLike) -> tuple[Any, Any, dict]:
-    """Read a batch output folder: ``(grains DataFrame, frames DataFrame, manifest dict)``."""
-    import pandas as pd
+def read_results(out: str | os.PathLike, *, pixels: bool = False) -> tuple[Any, Any, dict]:
+    """Read a batch output folder: ``(grains DataFrame, frames DataFrame, manifest dict)``.
+
+    Column names are plain (``area``), their units in ``attrs["units"]`` (the
+    files carry them in the headers, ``area [µm²]``). ``pixels=True`` reads the
+    tables of the inputs without calibration (``grains_px``, ``frames_px``) of a
+    run that also had calibrated ones.
+    """
+    from .tables import read_table
 
     out = Path(out)
     manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    return pd.read_parquet(out / "grains.parquet"), pd.read_parquet(out / "frames.parquet"), manifest
+    suffix = "_px" if pixels else ""
+    return (read_table(out / f"grains{suffix}.parquet"), read_table(out / f"frames{suffix}.parquet"),
+            manifest)

@@ -17,7 +17,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
-__all__ = ["Calibration", "normalize_unit", "convert_length", "PIXEL"]
+from .errors import CalibrationError
+
+__all__ = ["Calibration", "normalize_unit", "convert_length", "is_length", "readable_unit", "PIXEL"]
 
 PIXEL = "px"
 
@@ -82,10 +84,49 @@ def convert_length(value: float, from_unit: str, to_unit: str) -> float:
     if a == b:
         return float(value)
     if PIXEL in (a, b):
-        raise ValueError(f"cannot convert between {a!r} and {b!r}: the axis is not calibrated")
+        raise CalibrationError(f"cannot convert between {a!r} and {b!r}: the axis is not calibrated")
     ureg = _ureg()
-    q = ureg.Quantity(float(value), a.replace("µ", "u").replace("Å", "angstrom"))
-    return float(q.to(b.replace("µ", "u").replace("Å", "angstrom")).magnitude)
+    try:
+        q = ureg.Quantity(float(value), _pint_name(a))
+        return float(q.to(_pint_name(b)).magnitude)
+    except Exception as err:  # noqa: BLE001 - pint's undefined-unit and dimensionality errors
+        raise CalibrationError(f"cannot convert {value:g} {a} to {b}: {err}") from None
+
+
+_READABLE = ("nm", "µm", "mm")
+
+
+def is_length(unit: str) -> bool:
+    """True when ``unit`` is a length pint knows (``"nm"``, ``"Å"``, ``"m"`` ...)."""
+    u = normalize_unit(unit)
+    if u == PIXEL:
+        return False
+    try:
+        return _ureg().Quantity(1.0, _pint_name(u)).check("[length]")
+    except Exception:  # noqa: BLE001 - pint raises many kinds for unknown strings
+        return False
+
+
+def readable_unit(pixel_size: float, unit: str) -> str:
+    """The length unit (nm, µm or mm) in which numbers of a micrograph read best.
+
+    The largest of nm, µm and mm in which the pixel size is at least 0.1; nm for
+    anything finer (TEM images at 0.05 nm/px stay in nm). A 5.6 nm SEM pixel gives
+    nm, a 111.6 nm one µm (0.1116 µm/px), a 0.225 µm optical pixel µm.
+
+    Example
+    -------
+    >>> readable_unit(1.116e-7, "m"), readable_unit(5.6, "nm"), readable_unit(0.5, "Å")
+    ('µm', 'nm', 'nm')
+    """
+    for target in reversed(_READABLE):
+        if convert_length(pixel_size, unit, target) >= 0.1:
+            return target
+    return _READABLE[0]
+
+
+def _pint_name(unit: str) -> str:
+    return unit.replace("µ", "u").replace("Å", "angstrom")
 
 
 def _tuple(values: Iterable | None, n: int, default) -> tuple:
@@ -138,7 +179,7 @@ class Calibration:
         scale = tuple(float(s) for s in self.scale)
         for s in scale:
             if not math.isfinite(s) or s <= 0:
-                raise ValueError(f"pixel sizes must be finite and positive, got {scale}")
+                raise CalibrationError(f"pixel sizes must be finite and positive, got {scale}")
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "units", tuple(normalize_unit(u) for u in _tuple(self.units, n, None)))
         object.__setattr__(self, "offset", tuple(float(o) for o in _tuple(self.offset, n, lambda i: 0.0)))
@@ -164,26 +205,61 @@ class Calibration:
 
     @classmethod
     def from_axes(cls, axes: Sequence[dict]) -> "Calibration":
-        """From rosettasciio / HyperSpy axis dicts (any order; sorted by ``index_in_array``)."""
+        """From rosettasciio / HyperSpy axis dicts: THE converter from a file's or a signal's axes.
+
+        Every route (:func:`hyperspy_mmdl.io.load`, the HyperSpy signals, the
+        napari reader) goes through here, so one file gives one calibration:
+
+        * axes are sorted by ``index_in_array``; the last two are the image
+          (named ``y``, ``x``), the others are frames;
+        * a missing, zero, negative or non-finite scale makes that axis
+          uncalibrated (pixels);
+        * the image axes get one length unit, readable by magnitude
+          (:meth:`readable`): Å × nm or nm × pm images are converted, metres of
+          SEM TIFFs become nm or µm.
+
+        Example
+        -------
+        >>> cal = Calibration.from_axes([
+        ...     dict(index_in_array=0, scale=0.5, units="Å", name="y"),
+        ...     dict(index_in_array=1, scale=0.1, units="nm", name="x")])
+        >>> cal.units, tuple(round(v, 9) for v in cal.pixel_size)
+        (('nm', 'nm'), (0.05, 0.1))
+        """
         axes = sorted(axes, key=lambda a: a.get("index_in_array", 0))
         n = len(axes)
         default = cls.uncalibrated(n).names if n else ()
-
-        def name(i, a):  # "<undefined>" (HyperSpy/TIFF) or missing names get the default y, x, frame
+        scale, units, offset, names = [], [], [], []
+        for i, a in enumerate(axes):
+            s = a.get("scale", 1.0)
+            try:
+                s = float(1.0 if s is None else s)
+            except (TypeError, ValueError):
+                s = float("nan")
+            u = a.get("units") if isinstance(a.get("units"), str) else None
+            o = a.get("offset", 0.0)
+            try:
+                o = float(o or 0.0)
+            except (TypeError, ValueError):
+                o = 0.0
+            if not math.isfinite(s) or s <= 0:  # an unusable scale: that axis is in pixels
+                s, u, o = 1.0, None, 0.0
+            if not math.isfinite(o):
+                o = 0.0
             text = str(a.get("name") or "").strip()
-            return default[i] if text.strip("<>").lower() in ("", "undefined", "t.b.d.") else text
-
-        return cls(
-            scale=tuple(float(a.get("scale", 1.0) or 1.0) for a in axes),
-            units=tuple(a.get("units") if isinstance(a.get("units"), str) else None for a in axes),
-            offset=tuple(float(a.get("offset", 0.0) or 0.0) for a in axes),
-            names=tuple(name(i, a) for i, a in enumerate(axes)),
-            navigate=tuple(bool(a.get("navigate", False)) for a in axes),
-        )
+            if i >= n - 2 or text.strip("<>").lower() in ("", "undefined", "t.b.d.", "image series"):
+                text = default[i]  # image axes are always y, x
+            scale.append(s)
+            units.append(u)
+            offset.append(o)
+            names.append(text)
+        cal = cls(scale=tuple(scale), units=tuple(units), offset=tuple(offset), names=tuple(names),
+                  navigate=tuple(i < n - 2 for i in range(n)))
+        return cal.readable() if n >= 2 else cal
 
     @classmethod
     def from_signal(cls, signal) -> "Calibration":
-        """From a HyperSpy signal's ``axes_manager`` (array order)."""
+        """From a HyperSpy signal's ``axes_manager`` (array order); see :meth:`from_axes`."""
         axes = []
         am = signal.axes_manager
         for ax in am._axes:
@@ -191,6 +267,38 @@ class Calibration:
                              offset=getattr(ax, "offset", 0.0), units=ax.units, name=ax.name,
                              navigate=ax.navigate))
         return cls.from_axes(axes)
+
+    @classmethod
+    def from_napari(cls, layer) -> "Calibration":
+        """The calibration of a napari layer (or of a writer's layer-metadata dict): its
+        ``scale``, ``translate``, ``units`` and ``axis_labels``; the inverse of :meth:`to_napari`.
+
+        Reads attributes (or keys) only: napari is not imported. Image axes in
+        different length units get one readable unit, as in :meth:`from_axes`.
+
+        Example
+        -------
+        >>> layer = dict(scale=(2.0, 2.0), translate=(0.0, 0.0), units=("nanometer", "nanometer"))
+        >>> Calibration.from_napari(layer).describe()
+        '2 nm/px'
+        """
+        if isinstance(layer, dict):
+            get = layer.get
+        else:
+            def get(key, default=None):
+                return getattr(layer, key, default)
+        scale = tuple(float(v) for v in (get("scale") if get("scale") is not None else (1.0, 1.0)))
+        n = len(scale)
+        translate = get("translate")
+        translate = tuple(float(v) for v in translate) if translate is not None else (0.0,) * n
+        units = get("units")
+        units = tuple(str(u) for u in units) if units is not None else (PIXEL,) * n
+        labels = get("axis_labels")
+        names = [str(a) for a in labels] if labels is not None else [""] * n
+        if all(a.lstrip("-").isdigit() for a in names):  # napari's default labels: no names
+            names = [""] * n
+        return cls.from_axes([dict(index_in_array=i, scale=s, units=u, offset=o, name=a)
+                              for i, (s, u, o, a) in enumerate(zip(scale, units, translate, names))])
 
     # ------------------------------------------------------------------ views
     @property
@@ -213,10 +321,10 @@ class Calibration:
 
     @property
     def unit(self) -> str:
-        """The unit of the image axes (they must agree)."""
+        """The unit of the image axes (they must agree: :meth:`from_axes` sees to it)."""
         uy, ux = self.image.units
         if uy != ux:
-            raise ValueError(f"image axes have different units ({uy!r} and {ux!r}); convert one first")
+            raise CalibrationError(f"image axes have different units ({uy!r} and {ux!r}); use .readable()")
         return ux
 
     @property
@@ -245,7 +353,7 @@ class Calibration:
         """The same calibration with the image axes expressed in ``unit``."""
         unit = normalize_unit(unit)
         if not self.is_calibrated:
-            raise ValueError(f"cannot express an uncalibrated image in {unit!r}")
+            raise CalibrationError(f"cannot express an uncalibrated image in {unit!r}")
         n = self.ndim
         scale, units, offset = list(self.scale), list(self.units), list(self.offset)
         for i in (n - 2, n - 1):
@@ -253,6 +361,32 @@ class Calibration:
             offset[i] = convert_length(offset[i], units[i], unit)
             units[i] = unit
         return replace(self, scale=tuple(scale), units=tuple(units), offset=tuple(offset))
+
+    def readable(self) -> "Calibration":
+        """The image axes in one length unit, chosen by magnitude (see :func:`readable_unit`).
+
+        Pixel-unit images and images whose axes are not lengths are returned as
+        they are; image axes whose units cannot be converted into each other
+        (a length and a time) raise :class:`~hyperspy_mmdl.errors.CalibrationError`.
+        """
+        if self.ndim < 2:
+            return self
+        uy, ux = self.image.units
+        if PIXEL in (uy, ux):
+            if uy != ux:  # one axis calibrated, the other not: pixels on both, and say nothing false
+                n = self.ndim
+                scale, units, offset = list(self.scale), list(self.units), list(self.offset)
+                for i in (n - 2, n - 1):
+                    scale[i], units[i], offset[i] = 1.0, PIXEL, 0.0
+                return replace(self, scale=tuple(scale), units=tuple(units), offset=tuple(offset))
+            return self
+        if not (is_length(uy) and is_length(ux)):
+            if uy != ux:
+                raise CalibrationError(f"the image axes have units {uy!r} and {ux!r}, which are not both "
+                                       f"lengths; cannot measure grains in them")
+            return self
+        sy, sx = (convert_length(v, u, "nm") for v, u in zip(self.image.scale, (uy, ux)))
+        return self.to_unit(readable_unit(min(sy, sx), "nm"))
 
     def pixel_size_in(self, unit: str) -> tuple[float, float]:
         """``(y, x)`` pixel size converted to ``unit``."""

@@ -14,15 +14,18 @@ Conventions
   position in ``hs.load``'s list.
 * **Spectra and spectrum images** (a 1-D signal axis, or an energy axis such as
   ``eV``) are not micrographs: :class:`MicrographReadError` says what the file holds.
-* **RGB(A)** is converted to grayscale luminance (ITU-R BT.601: 0.299 R + 0.587 G +
-  0.114 B) as float32 with a warning; the alpha channel is dropped.
+* **RGB(A)** (HyperSpy's structured ``rgb8``/``rgb16`` dtypes) becomes a plain
+  ``(..., H, W, 3)`` array (:attr:`Image.rgb`; alpha dropped with a warning): the
+  colour is kept, and the analysis applies the one colour policy of
+  :mod:`hyperspy_mmdl.preprocess.color`.
 * **Complex** data becomes its magnitude (float32) with a warning; **bool** becomes uint8.
 * **Uncalibrated** images get pixel units (``"px"``) and a warning.
-* TIFF calibrations in metres (FEI, Zeiss, Olympus) are expressed in the length
-  unit that puts the pixel size between 1 and 1000 (pm, nm, µm or mm).
+* The calibration comes from :meth:`Calibration.from_axes`, the one converter of
+  every route: one readable length unit for both image axes (metres of SEM TIFFs
+  become nm or µm; Å × nm DM images are converted).
 * ``lazy=None`` means *auto*: lazy when the file is larger than :data:`LAZY_AUTO_BYTES`
-  (stacks that would not comfortably fit in memory), eager otherwise. RGB(A)
-  data is always read eagerly (rosettasciio cannot read it lazily).
+  (stacks that would not comfortably fit in memory), eager otherwise. Formats or
+  data rosettasciio cannot read lazily (PNG, JPEG, BMP, RGB DM) are read eagerly.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import PIXEL, Calibration, convert_length, normalize_unit
-from .errors import ReadError
+from .errors import CalibrationError, ReadError
 
 __all__ = ["Image", "MicrographReadError", "load", "load_signal", "save", "LAZY_AUTO_BYTES"]
 
@@ -46,7 +49,6 @@ LAZY_AUTO_BYTES = 256 * 2**20
 """File size above which ``load(..., lazy=None)`` reads lazily."""
 
 _ENERGY_UNITS = {"eV", "keV", "meV", "MeV"}
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SAVE_SUFFIXES = (".tif", ".tiff", ".hspy", ".zspy")
 
 
@@ -61,7 +63,8 @@ class Image:
     Attributes
     ----------
     data : numpy.ndarray or dask.array.Array
-        Array order, frames first: ``(y, x)`` or ``(frames, y, x)``.
+        Array order, frames first: ``(y, x)`` or ``(frames, y, x)``; colour images
+        have a last channel axis of 3 (:attr:`rgb`).
     calibration : Calibration
         One entry per axis of ``data``; frame axes have ``navigate=True``.
     title : str
@@ -82,8 +85,13 @@ class Image:
     path: Path | None = None
 
     @property
+    def rgb(self) -> bool:
+        """True for colour data: one axis more than the calibration, R, G, B last."""
+        return self.data.ndim == self.calibration.ndim + 1
+
+    @property
     def is_stack(self) -> bool:
-        return self.data.ndim > 2
+        return self.data.ndim - int(self.rgb) > 2
 
     @property
     def is_lazy(self) -> bool:
@@ -117,18 +125,24 @@ def _check_path(path: Path) -> None:
         raise MicrographReadError(f"{path}: the file is empty (0 bytes)")
 
 
+#: Formats rosettasciio reads eagerly only (its image reader has no lazy mode).
+EAGER_ONLY = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
 def _read_signals(path: Path, lazy: bool) -> list:
     import hyperspy.api as hs
 
+    if lazy and path.suffix.lower() in EAGER_ONLY:
+        lazy = False
     with _quiet_hyperspy(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             out = hs.load(str(path), lazy=lazy)
         except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear error
-            if lazy and "lazy" in str(err).lower():  # RGB(A) DM data cannot be read lazily
+            if lazy:  # some readers or data (RGB DM) have no lazy mode: an eager read may work
                 return _read_signals(path, lazy=False)
             kind = type(err).__name__
-            raise MicrographReadError(
+            raise ReadError(
                 f"{path}: cannot read the file ({kind}: {err}); it is truncated, corrupt or not "
                 f"in a format rosettasciio reads") from None
     return out if isinstance(out, list) else [out]
@@ -170,52 +184,20 @@ def _is_image(signal) -> bool:
     return True
 
 
-def _nice_length_unit(scale: float, unit: str) -> str:
-    """The length unit in which ``scale`` (given in ``unit``) lies in [1, 1000)."""
-    for target in ("pm", "nm", "µm", "mm"):
-        if convert_length(scale, unit, target) < 1000:
-            return target
-    return "mm"
-
-
-def _calibration(signal) -> Calibration:
-    axes = sorted(signal.axes_manager._axes, key=lambda a: a.index_in_array)
-    n = len(axes)
-    default = ("y", "x") if n == 2 else ("frame", "y", "x")
-    scale, units, offset, names, navigate = [], [], [], [], []
-    for i, ax in enumerate(axes):
-        s = float(getattr(ax, "scale", 1.0) or 1.0)
-        o = float(getattr(ax, "offset", 0.0) or 0.0)
-        u = ax.units if isinstance(ax.units, str) else ""
-        if not math.isfinite(s) or s <= 0:
-            s, u = 1.0, ""
-        u = normalize_unit(u)
-        name = ax.name if isinstance(ax.name, str) else ""
-        if i >= n - 2 or not name or name.strip("<>").lower() in ("undefined", "image series"):
-            name = default[i]  # image axes are always y, x
-        scale.append(s)
-        units.append(u)
-        offset.append(0.0 if o == 0 else o)
-        names.append(name)
-        navigate.append(i < n - 2)
-    cal = Calibration(tuple(scale), tuple(units), tuple(offset), tuple(names), tuple(navigate))
-    if cal.is_calibrated and cal.image.units[0] == cal.image.units[1] == "m":
-        cal = cal.to_unit(_nice_length_unit(min(cal.pixel_size), "m"))
-    return cal
-
-
 def _convert(data, path: Path, notes: list[str]):
-    """RGB(A) -> luminance float32, complex -> magnitude float32, bool -> uint8."""
+    """Structured RGB(A) -> ``(..., 3)`` channels (the colour is kept: see
+    :mod:`hyperspy_mmdl.preprocess.color`), complex -> magnitude float32, bool -> uint8."""
+    from .preprocess.color import as_channels
+
     dt = data.dtype
     if dt.names is not None:  # structured RGB(A): fields R, G, B[, A]
-        names = [c for c in ("R", "G", "B") if c in dt.names]
-        if len(names) != 3:
-            raise MicrographReadError(f"{path}: unsupported structured dtype {dt}")
-        arr = np.asarray(data) if isinstance(data, np.ndarray) else data.compute()
-        rgb = np.stack([arr[c].astype(np.float32) for c in names], axis=-1)
-        notes.append(f"RGB{'A' if 'A' in dt.names else ''} converted to grayscale luminance "
-                     "(0.299 R + 0.587 G + 0.114 B), float32")
-        return rgb @ _LUMA
+        if not all(c in dt.names for c in ("R", "G", "B")):
+            raise ReadError(f"{path}: unsupported structured dtype {dt}")
+        # colour has no lazy mode here; synchronous: this may run inside a dask.distributed task
+        arr = np.asarray(data) if isinstance(data, np.ndarray) else data.compute(scheduler="synchronous")
+        if "A" in dt.names:
+            notes.append("RGBA: the alpha channel is dropped")
+        return as_channels(arr)
     if np.issubdtype(dt, np.complexfloating):
         notes.append("complex data: its magnitude (float32) is used")
         return abs(data).astype(np.float32)
@@ -296,7 +278,7 @@ def load(path, *, lazy: bool | None = False, index: int | None = None) -> Image:
         if not images:
             what = "; ".join(_describe(s) for s in signals)
             raise MicrographReadError(f"{path}: holds {what}")
-        calibrated = [i for i in images if _calibration(signals[i]).is_calibrated]
+        calibrated = [i for i in images if Calibration.from_signal(signals[i]).is_calibrated]
         index = (calibrated or images)[0]
         if n > 1:
             others = ", ".join(f"{i}: {_label(s)}" for i, s in enumerate(signals) if i != index)
@@ -304,7 +286,10 @@ def load(path, *, lazy: bool | None = False, index: int | None = None) -> Image:
                           f"({_label(signals[index])}); others: {others} (choose with index=)",
                           UserWarning, stacklevel=2)
     signal = signals[index]
-    cal = _calibration(signal)
+    try:
+        cal = Calibration.from_signal(signal)
+    except CalibrationError as err:
+        raise ReadError(f"{path}: {err}") from None
     notes: list[str] = []
     data = _convert(signal.data, path, notes)
     for note in notes:
@@ -329,21 +314,38 @@ def _label(signal) -> str:
 
 
 def load_signal(path, lazy: bool | None = False, index: int | None = None):
-    """Read a micrograph as a :class:`~hyperspy_mmdl.signals.Microstructure` signal.
+    """Read a micrograph as a ``"microstructure"`` HyperSpy signal.
 
-    Same conventions as :func:`load`; a lazy read gives a
-    :class:`~hyperspy_mmdl.signals.LazyMicrostructure`.
+    Same conventions as :func:`load`; a lazy read gives a lazy signal. The same
+    as ``hs.load(path, signal_type="microstructure")`` for files with one image.
     """
     img = load(path, lazy=lazy, index=index)
     return to_signal(img)
 
 
-def to_signal(img: Image):
-    """An :class:`Image` as a (Lazy)Microstructure signal with its axes and title."""
-    from .signals import LazyMicrostructure, Microstructure
+def _signal(data, calibration: Calibration, signal_type: str = "microstructure"):
+    """A (lazy) HyperSpy Signal2D of ``signal_type`` with the axes of ``calibration``.
 
-    cls = LazyMicrostructure if img.is_lazy else Microstructure
-    s = cls(img.data, axes=img.calibration.to_axes(img.data.shape))
+    Colour ``(..., H, W, 3)`` data becomes HyperSpy's structured ``rgb8``/``rgb16``.
+    """
+    from hyperspy.signals import Signal2D
+
+    lazy = not isinstance(data, np.ndarray)
+    if data.ndim == calibration.ndim + 1:  # colour: R, G, B last
+        dt = np.dtype([(c, data.dtype) for c in "RGB"])
+        arr = np.asarray(data) if not lazy else data.compute(scheduler="synchronous")
+        data = np.ascontiguousarray(arr).view(dt)[..., 0]
+        lazy = False
+    s = Signal2D(data, axes=calibration.to_axes(data.shape))
+    if lazy:
+        s = s.as_lazy()
+    s.set_signal_type(signal_type)
+    return s
+
+
+def to_signal(img: Image):
+    """An :class:`Image` as a (lazy) ``"microstructure"`` signal with its axes and title."""
+    s = _signal(img.data, img.calibration)
     s.metadata.General.title = img.title
     if img.path is not None:
         s.metadata.General.original_filename = img.path.name
@@ -388,12 +390,9 @@ def save(path, data, calibration: Calibration | None = None, *, title: str = "",
         arr = arr.astype(np.uint8)
     if calibration is None:
         calibration = Calibration.uncalibrated(arr.ndim)
-    if calibration.ndim != arr.ndim:
+    if calibration.ndim not in (arr.ndim, arr.ndim - 1):  # (colour data: R, G, B last)
         raise ValueError(f"{path}: a {calibration.ndim}-axis calibration for data of shape {arr.shape}")
-    from .signals import LazyMicrostructure, Microstructure
-
-    cls = Microstructure if isinstance(arr, np.ndarray) else LazyMicrostructure
-    s = cls(arr, axes=calibration.to_axes(arr.shape))
+    s = _signal(arr, calibration)
     s.metadata.General.title = title or path.stem
     if metadata and suffix != ".tif" and suffix != ".tiff":
         clean = {str(k): v for k, v in metadata.items() if isinstance(v, (str, int, float, bool))}

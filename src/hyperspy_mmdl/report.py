@@ -1,15 +1,13 @@
-"""The analysis chain of ``mmdl demo`` and ``mmdl analyze``, and the report folder it writes.
+"""The report of ``mmdl demo`` and ``mmdl analyze``: frames analysed by the pipeline, rendered.
 
-:func:`analyze_image` runs, on every frame of a calibrated micrograph, the
-functions the other front ends call too: :func:`hyperspy_mmdl.grains.segment`,
-:func:`~hyperspy_mmdl.grains.measure`, :func:`~hyperspy_mmdl.grains.summarize`,
-and with a checkpoint :func:`hyperspy_mmdl.inference.classify` (or
-:func:`~hyperspy_mmdl.inference.predict_pce`) and
-:func:`hyperspy_mmdl.explain.attention_map`. :func:`write_report` turns the
-results into a folder::
+:func:`analyze_image` and :func:`analyze_files` hand every frame to
+:func:`hyperspy_mmdl.pipeline.analyze_frame` (the chain every route uses) and
+keep where it came from; :func:`write_report` renders the results into a
+folder, every table and plot in one unit (units in the column headers)::
 
-    grains.csv             one row per grain (source, frame, label, area, ecd, ...)
+    grains.csv             one row per grain (source, frame, label, area [unit²], ecd [unit], ...)
     summary.csv / .json    one row per frame: grain count, mean ECD, AR, GBLD, ASTM G, class, prediction
+    *_px.csv, *_px.png     the same for frames without calibration, when others have one
     ecd_histogram.png      ECD distribution of every frame
     attention_*.png        attention map over each frame (with a model)
     index.html             a page showing all of it
@@ -27,27 +25,35 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FrameResult", "iter_frames", "analyze_image", "analyze_files", "predict_frame", "write_report"]
+from .errors import MMDLError, WrongTaskError
+from .pipeline import AnalysisParameters, FrameAnalysis, analyze_frame, apply_models, common_unit, iter_frames
+
+__all__ = ["FrameResult", "analyze_image", "analyze_files", "predict_frame", "write_report"]
 
 
 @dataclass
 class FrameResult:
-    """The analysis of one 2-D frame."""
+    """One analysed frame of a report: where it comes from and its
+    :class:`~hyperspy_mmdl.pipeline.FrameAnalysis`."""
 
     source: str
     frame: int | None
-    image: np.ndarray
-    calibration: object
-    labels: np.ndarray
-    table: object
-    summary: dict
-    method: str = ""
-    probabilities: np.ndarray | None = None
-    class_names: list | None = None
-    prediction: float | None = None  # a regressor's output (PCE)
-    prediction_unit: str = ""
-    attention: np.ndarray | None = None
+    analysis: FrameAnalysis
     truth: dict = field(default_factory=dict)
+
+    # the analysis, by the names the report uses
+    labels = property(lambda self: self.analysis.labels)
+    table = property(lambda self: self.analysis.table)
+    summary = property(lambda self: self.analysis.summary)
+    calibration = property(lambda self: self.analysis.calibration)
+    image = property(lambda self: self.analysis.image)
+    method = property(lambda self: self.analysis.method)
+    probabilities = property(lambda self: self.analysis.probabilities)
+    class_names = property(lambda self: self.analysis.class_names)
+    prediction = property(lambda self: self.analysis.prediction)
+    prediction_unit = property(lambda self: self.analysis.prediction_unit)
+    attention = property(lambda self: self.analysis.attention)
+    unit = property(lambda self: self.analysis.unit)
 
     @property
     def name(self) -> str:
@@ -60,119 +66,125 @@ class FrameResult:
 
     @property
     def predicted_class(self) -> str | None:
-        if self.probabilities is None or not self.class_names:
-            return None
-        return str(self.class_names[int(np.argmax(self.probabilities))])
-
-
-def iter_frames(data, calibration):
-    """``(frame index or None, 2-D array, 2-D calibration)`` for an image or a stack.
-
-    Stacks are flattened over their leading axes; RGB(A) images (last axis of
-    3 or 4 with a 2-axis calibration) are averaged to grey.
-    """
-    data = np.asarray(data)
-    cal = calibration.image
-    if data.ndim == 3 and calibration.ndim == 2 and data.shape[-1] in (3, 4):
-        data = data[..., :3].mean(-1)
-    if data.ndim == 2:
-        yield None, data, cal
-        return
-    frames = data.reshape((-1,) + data.shape[-2:])
-    for i, f in enumerate(frames):
-        yield i, f, cal
+        return self.analysis.predicted_class
 
 
 def analyze_image(data, calibration, *, source: str = "image", model=None, device: str = "auto",
                   segment_kwargs: dict | None = None, attention: str | None = "gradcam",
-                  truth: list[dict] | None = None, log=None) -> list[FrameResult]:
-    """Segment, measure and summarise every frame; classify and explain it with ``model``.
+                  truth: list[dict] | None = None, log=None, params: AnalysisParameters | None = None,
+                  unit: str | None = None, rgb: bool | None = None) -> list[FrameResult]:
+    """Every frame of an image or stack through :func:`hyperspy_mmdl.pipeline.analyze_frame`.
 
     Parameters
     ----------
     data : array_like
-        ``(H, W)``, ``(frames, H, W)`` or RGB.
+        ``(H, W)``, ``(frames, H, W)`` or colour (R, G, B last).
     calibration : Calibration
     source : str
         Name for the tables (usually the file name).
-    model : str, Path, Predictor or (module, card), optional
+    model : str, Path or Predictor, optional
         A ``classify`` or ``regress-pce`` checkpoint; without one, grains only.
     device : str
     segment_kwargs : dict, optional
-        Passed to :func:`hyperspy_mmdl.grains.segment` (default ``method="auto"``).
+        ``method``, ``data_bar`` and the segmentation parameters (default ``method="auto"``).
     attention : str or None
-        Attention method of :func:`hyperspy_mmdl.explain.attention_map`; None for no maps.
+        Attention method for the model's map; None for no maps.
     truth : list of dict, optional
         Known values per frame (the synthetic sample's), kept for the report.
     log : callable, optional
         ``log(message)`` for progress lines.
+    params : AnalysisParameters, optional
+        Instead of ``segment_kwargs``/``model``/``attention``.
+    unit : str, optional
+        Length unit of the results (one unit for all files of a report).
+    rgb : bool, optional
+        Whether ``data`` has a colour axis last (guessed by default).
     """
-    from hyperspy_mmdl.grains import measure, segment, summarize
-
     log = log or (lambda _msg: None)
-    predictor = None
-    if model is not None:
-        from hyperspy_mmdl.inference import get_predictor
+    if params is None:
+        models = {}
+        if model is not None:
+            from hyperspy_mmdl.inference import get_predictor
 
-        predictor = get_predictor(model, device=device)
-        if predictor.card.task not in ("classify", "regress-pce"):
-            raise ValueError(f"{model}: a {predictor.card.task!r} model; analyze needs a classify or "
-                             f"regress-pce checkpoint")
+            pred = get_predictor(model, device=device)
+            if pred.card.task not in ("classify", "regress-pce"):
+                raise WrongTaskError(f"{model}: a {pred.card.task!r} model; analyze needs a classify or "
+                                     f"regress-pce checkpoint")
+            key = "classify" if pred.card.task == "classify" else "predict_pce"
+            models = {key: pred, "attention": attention, "device": device}
+        params = AnalysisParameters.from_segment_kwargs(segment_kwargs, **models)
     results = []
-    for k, (i, frame, cal) in enumerate(iter_frames(data, calibration)):
-        labels, info = segment(frame, cal, return_info=True, **(segment_kwargs or {"method": "auto"}))
-        table = measure(labels, cal)
-        top = info.get("data_bar_top")
-        area = None if top is None else top * labels.shape[1] * cal.pixel_area
-        summary = summarize(table, cal, labels=labels, image_area=area)
-        r = FrameResult(source, i, np.asarray(frame, np.float32), cal, labels, table, summary,
-                        method=str(info.get("method", "")), truth=dict(truth[k]) if truth else {})
-        if predictor is not None:
-            predict_frame(r, predictor, device=device, attention=attention)
-        log(f"{r.name}: {summary['n_grains']} grains, mean ECD {summary['mean_ecd']:.4g} {cal.unit}"
+    for k, (i, frame, cal) in enumerate(iter_frames(data, calibration, rgb=rgb)):
+        fa = analyze_frame(frame, cal, params, unit=unit)
+        r = FrameResult(source, i, fa, truth=dict(truth[k]) if truth else {})
+        s = fa.summary
+        log(f"{r.name}: {s['n_grains']} grains, mean ECD {s['mean_ecd']:.4g} {fa.unit}"
             + (f", class {r.predicted_class}" if r.predicted_class else "")
-            + (f", {predictor.card.target_name or 'prediction'} {r.prediction:.3g} {r.prediction_unit}"
-               if r.prediction is not None else ""))
+            + (f", prediction {r.prediction:.3g} {r.prediction_unit}" if r.prediction is not None else ""))
         results.append(r)
     return results
 
 
 def predict_frame(r: FrameResult, predictor, *, device: str = "auto", attention: str | None = "gradcam"):
     """Classify (or predict PCE for) an analysed frame and compute its attention map, in place."""
-    from hyperspy_mmdl import explain, inference
+    from hyperspy_mmdl.inference import get_predictor
 
-    predictor = inference.get_predictor(predictor, device=device)
-    card = predictor.card
-    if card.task == "classify":
-        r.probabilities = np.asarray(inference.classify(r.image, r.calibration, predictor, device=device))
-        r.class_names = list(predictor.class_names)
-    else:
-        value, _weights = inference.predict_pce(r.image, r.calibration, predictor, device=device)
-        r.prediction = float(np.ravel(value)[0])
-        r.prediction_unit = card.target_unit or ""
-    if attention:
-        r.attention = np.asarray(explain.attention_map(r.image, r.calibration, predictor, attention,
-                                                       device=device), np.float32)
+    pred = get_predictor(predictor, device=device)
+    key = "classify" if pred.card.task == "classify" else "predict_pce"
+    apply_models(r.analysis, AnalysisParameters(**{key: pred}, attention=attention, device=device))
 
 
 def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=None,
-                  attention: str | None = "gradcam", log=None) -> list[FrameResult]:
-    """:func:`analyze_image` on each file read by :func:`hyperspy_mmdl.io.load`."""
+                  attention: str | None = "gradcam", log=None, unit: str | None = None):
+    """:func:`analyze_image` on each file read by :func:`hyperspy_mmdl.io.load`, in one unit.
+
+    A file that cannot be read or analysed is recorded and the others go on.
+
+    Returns
+    -------
+    results : list of FrameResult
+    failures : list of (file, reason)
+    notes : list of (file, note)
+        What a person should know, per file (no calibration, several signals ...),
+        for :func:`hyperspy_mmdl.pipeline.count_notes`.
+    """
+    import warnings
+
     from hyperspy_mmdl import io
 
-    results = []
+    log = log or (lambda _msg: None)
+    failures, notes, images = [], [], []
     for p in paths:
-        img = io.load(p)
-        if not img.calibration.is_calibrated and log:
-            log(f"{p}: no calibration found; lengths are in pixels")
-        results += analyze_image(np.asarray(img.data), img.calibration, source=Path(p).name, model=model,
-                                 device=device, segment_kwargs=segment_kwargs, attention=attention, log=log)
-    return results
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                img = io.load(p)
+            for w in caught:
+                text = str(w.message)
+                notes.append((str(p), text.split(": ", 1)[1] if text.startswith(f"{p}: ") else text))
+            images.append((p, img))
+        except Exception as err:  # noqa: BLE001 - recorded per file; the others go on
+            failures.append((str(p), _reason(err)))
+    if unit is None:
+        unit = common_unit(img.calibration for _, img in images)
+    results = []
+    for p, img in images:
+        try:
+            results += analyze_image(np.asarray(img.data), img.calibration, source=Path(p).name, model=model,
+                                     device=device, segment_kwargs=segment_kwargs, attention=attention,
+                                     log=log, unit=unit, rgb=img.rgb)
+        except Exception as err:  # noqa: BLE001
+            failures.append((str(p), _reason(err)))
+    return results, failures, notes
+
+
+def _reason(err: Exception) -> str:
+    return str(err) if isinstance(err, MMDLError) else f"{type(err).__name__}: {err}"
 
 
 # --------------------------------------------------------------------------- tables
 def grain_table(results):
-    """All grains of all frames in one DataFrame, with ``source`` and ``frame`` first."""
+    """All grains of all frames in one DataFrame, ``source`` and ``frame`` first, ``attrs["units"]``."""
     import pandas as pd
 
     parts = []
@@ -182,33 +194,38 @@ def grain_table(results):
         t.insert(0, "source", r.source)
         parts.append(t)
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if results:
+        out.attrs["units"] = dict(results[0].table.attrs.get("units") or {})
     return out
 
 
 def summary_rows(results) -> list[dict]:
-    """One flat dict per frame (JSON-friendly)."""
+    """One flat dict per frame (JSON-friendly); units: :func:`summary_units`."""
     rows = []
     for r in results:
-        s = r.summary
-        row = {"source": r.source, "frame": -1 if r.frame is None else r.frame, "method": r.method,
-               "pixel_size": float(r.calibration.pixel_size[1]), "unit": r.calibration.unit}
-        for k, v in s.items():
-            if k == "units":
-                continue
-            row[k] = _plain(v)
-        for k, v in (s.get("units") or {}).items():
-            row[f"unit_{k}"] = v
-        if r.probabilities is not None:
-            row["predicted_class"] = r.predicted_class
-            for name, p in zip(r.class_names, r.probabilities):
-                row[f"p_{name}"] = float(p)
+        row = {"source": r.source, "frame": -1 if r.frame is None else r.frame,
+               "pixel_size": float(r.calibration.pixel_size[1])}
+        row.update(r.analysis.row())
         if r.prediction is not None:
             row["prediction"] = r.prediction
-            row["prediction_unit"] = r.prediction_unit
         for k, v in r.truth.items():
             row[f"true_{k}"] = _plain(v)
         rows.append(row)
     return rows
+
+
+def summary_units(results) -> dict:
+    """The unit of each column of :func:`summary_rows` (the frames share one unit)."""
+    units = {}
+    for r in results:
+        units.update(r.analysis.row_units())
+        units["pixel_size"] = r.unit
+        if r.prediction_unit:
+            units["prediction"] = r.prediction_unit
+        for k in r.truth:
+            if k in units:
+                units[f"true_{k}"] = units[k]
+    return units
 
 
 def _plain(v):
@@ -235,8 +252,10 @@ def ecd_histogram(results, path) -> Path:
     """ECD histograms of all frames (one colour per frame) with each mean marked."""
     fig = _figure((6.0, 3.6))
     ax = fig.add_subplot(111)
-    units = {r.calibration.unit for r in results}
-    unit = units.pop() if len(units) == 1 else ""
+    units = {r.unit for r in results}
+    if len(units) > 1:
+        raise ValueError(f"one histogram, one unit: the frames are in {sorted(units)}")
+    unit = units.pop() if units else ""
     all_ecd = np.concatenate([np.asarray(r.table["ecd"], float) for r in results if len(r.table)] or [[]])
     bins = np.histogram_bin_edges(all_ecd, bins=30) if all_ecd.size else 10
     for k, r in enumerate(results):
@@ -246,7 +265,7 @@ def ecd_histogram(results, path) -> Path:
         ax.hist(r.table["ecd"], bins=bins, alpha=0.55, color=colour,
                 label=f"{r.name}: n={r.summary['n_grains']}, mean {r.summary['mean_ecd']:.3g}")
         ax.axvline(r.summary["mean_ecd"], color=colour, lw=1.2)
-    ax.set_xlabel(f"equivalent circular diameter ({unit})" if unit else "ECD")
+    ax.set_xlabel(f"equivalent circular diameter ({unit})" + (" — no calibration" if unit == "px" else ""))
     ax.set_ylabel("grains")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -276,7 +295,7 @@ def attention_overlay(r: FrameResult, path) -> Path:
     if r.predicted_class:
         title += f": {r.predicted_class} ({float(np.max(r.probabilities)):.0%})"
     ax.set_title(title, fontsize=8)
-    ax.set_xlabel(r.calibration.unit, fontsize=8)
+    ax.set_xlabel(r.unit, fontsize=8)
     ax.tick_params(labelsize=7)
     fig.tight_layout()
     path = Path(path)
@@ -289,28 +308,41 @@ def write_report(results, out, *, title: str = "napari-mmdl report", notes: list
                  extra: dict | None = None, images: dict | None = None) -> dict:
     """Write the report folder (see the module docstring); returns ``{name: path}``.
 
-    ``notes`` are paragraphs shown on the page, ``extra`` a dict written into
-    ``summary.json`` (e.g. training metrics), ``images`` more PNGs to show
-    (``{caption: path}``, e.g. the loss curve).
+    Every table and plot has one unit (in its headers and axis labels). Frames
+    without calibration, when there are calibrated ones too, get tables and a
+    histogram of their own in pixels (``grains_px.csv``, ``summary_px.csv``,
+    ``ecd_histogram_px.png``). ``notes`` are paragraphs shown on the page,
+    ``extra`` a dict written into ``summary.json`` (e.g. training metrics),
+    ``images`` more PNGs to show (``{caption: path}``, e.g. the loss curve).
     """
     import pandas as pd
+
+    from .tables import write_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not results:
         raise ValueError("nothing to report: no frames were analysed")
-    paths = {}
-    grains = grain_table(results)
-    grains.to_csv(out / "grains.csv", index=False)
-    paths["grains.csv"] = out / "grains.csv"
-    rows = summary_rows(results)
-    pd.DataFrame(rows).to_csv(out / "summary.csv", index=False)
-    paths["summary.csv"] = out / "summary.csv"
-    doc = {"title": title, "frames": rows, **({"extra": extra} if extra else {})}
+    groups = {}
+    for r in results:
+        groups.setdefault(r.unit == "px", []).append(r)
+    if len(groups) == 1:
+        groups = {False: results}
+    paths, sections, doc_frames = {}, [], []
+    for px, group in sorted(groups.items()):
+        sfx = "_px" if px and len(groups) > 1 else ""
+        unit = group[0].unit
+        paths[f"grains{sfx}.csv"] = write_table(grain_table(group), out / f"grains{sfx}.csv")
+        rows = summary_rows(group)
+        units = summary_units(group)
+        paths[f"summary{sfx}.csv"] = write_table(pd.DataFrame(rows), out / f"summary{sfx}.csv", units)
+        doc_frames += [dict(r, units=units) for r in rows]
+        paths[f"ecd_histogram{sfx}.png"] = ecd_histogram(group, out / f"ecd_histogram{sfx}.png")
+        sections.append((unit, sfx, rows, units))
+    doc = {"title": title, "frames": doc_frames, **({"extra": extra} if extra else {})}
     (out / "summary.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=_plain),
                                       encoding="utf-8")
     paths["summary.json"] = out / "summary.json"
-    paths["ecd_histogram.png"] = ecd_histogram(results, out / "ecd_histogram.png")
     overlays = []
     for r in results:
         name = f"attention_{r.slug}.png" if r.attention is not None else f"grains_{r.slug}.png"
@@ -322,7 +354,7 @@ def write_report(results, out, *, title: str = "napari-mmdl report", notes: list
         if p.is_file():
             extra_imgs.append((caption, Path(p).resolve().relative_to(out.resolve()).as_posix()
                                if p.resolve().is_relative_to(out.resolve()) else str(p)))
-    (out / "index.html").write_text(_html(title, rows, overlays, notes or [], extra_imgs), encoding="utf-8")
+    (out / "index.html").write_text(_html(title, sections, overlays, notes or [], extra_imgs), encoding="utf-8")
     paths["index.html"] = out / "index.html"
     return paths
 
@@ -341,11 +373,22 @@ def _fmt(v):
     return html.escape(str(v))
 
 
-def _html(title, rows, overlays, notes, extra_imgs) -> str:
-    cols = [(k, lab) for k, lab in _COLUMNS if any(k in r and r[k] is not None for r in rows)]
-    unit = rows[0].get("unit", "") if rows else ""
-    head = "".join(f"<th>{html.escape(lab)}</th>" for _, lab in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k, _ in cols) + "</tr>" for r in rows)
+def _html(title, sections, overlays, notes, extra_imgs) -> str:
+    tables = []
+    for unit, sfx, rows, units in sections:
+        cols = [(k, lab) for k, lab in _COLUMNS if any(k in r and r[k] is not None for r in rows)]
+        head = "".join(f"<th>{html.escape(lab)}" + (f" [{html.escape(units[k])}]" if units.get(k) else "")
+                       + "</th>" for k, lab in cols)
+        body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k, _ in cols) + "</tr>" for r in rows)
+        what = f"lengths in {unit}" if unit != "px" else "no calibration: lengths in pixels"
+        tables.append(
+            f"<h2>Summary ({html.escape(what)})</h2>\n<table><tr>{head}</tr>{body}</table>\n"
+            f'<p>Files: <a href="grains{sfx}.csv">grains{sfx}.csv</a> (one row per grain), '
+            f'<a href="summary{sfx}.csv">summary{sfx}.csv</a>, <a href="summary.json">summary.json</a>. '
+            f"Units are in the column headers.</p>\n"
+            f'<figure><img src="ecd_histogram{sfx}.png" alt="ECD histogram"><figcaption>ECD histogram '
+            f"({html.escape(unit)})</figcaption></figure>")
+    summary = "\n".join(tables)
     figs = "".join(
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(r.name)}"><figcaption>'
         f"{html.escape(r.name)}</figcaption></figure>" for r, name in overlays)
@@ -363,12 +406,7 @@ figure img {{ max-width: 520px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 {para}
-<h2>Summary (lengths in {html.escape(unit)})</h2>
-<table><tr>{head}</tr>{body}</table>
-<p>Files: <a href="grains.csv">grains.csv</a> (one row per grain), <a href="summary.csv">summary.csv</a>,
-<a href="summary.json">summary.json</a>.</p>
-<h2>Grain size distribution</h2>
-<figure><img src="ecd_histogram.png" alt="ECD histogram"><figcaption>ECD histogram</figcaption></figure>
+{summary}
 {more}
 <h2>Frames</h2>
 {figs}

@@ -397,63 +397,105 @@ class Microstructure(Signal2D):
         return out
 
     # ------------------------------------------------------------------ grains
+    def _analysis_parameters(self, method="auto", convention="imagej", params=None):
+        """The pipeline's parameters from this signal's method arguments (``data_bar`` included)."""
+        from .pipeline import AnalysisParameters
+
+        return AnalysisParameters.from_segment_kwargs(params, method=method, convention=convention)
+
+    def _iter_frames(self):
+        """``(index tuple, frame)`` of every frame, colour kept as ``(H, W, 3)``."""
+        import numpy as np
+
+        from .preprocess.color import as_channels
+
+        data = self._data_aligned_with_axes
+        nav = tuple(self.axes_manager._navigation_shape_in_array)
+        for idx in np.ndindex(*nav) if nav else [()]:
+            frame = data[idx]
+            frame = np.asarray(frame.compute() if hasattr(frame, "compute") else frame)
+            yield idx, (as_channels(frame) if frame.dtype.names is not None else frame)
+
     def segment_grains(self, method="auto", show_progressbar=None, num_workers=None, lazy_output=None,
                        **params):
-        """Segment the grains of every frame; see :func:`hyperspy_mmdl.grains.segment`.
+        """Segment the grains of every frame with :func:`hyperspy_mmdl.pipeline.analyze_frame`.
+
+        The same chain as napari, ``mmdl analyze`` and ``mmdl batch``: colour
+        kept for segmentation, the SEM data bar left out (its rows get label 0;
+        ``data_bar=False`` analyses every row).
 
         Parameters
         ----------
         method : {"auto", "boundary", "threshold", "learned"}
-        show_progressbar, num_workers, lazy_output
-            As in :meth:`~hyperspy.signal.BaseSignal.map` (lazy for lazy signals).
+        show_progressbar, lazy_output
+            As in :meth:`classify` (lazy for lazy signals). ``num_workers`` is
+            accepted for compatibility with :meth:`~hyperspy.signal.BaseSignal.map`.
         **params
             Segmentation parameters in physical units (``smoothing="30 nm"``,
             ``min_area=0.01`` µm², ``boundary_width``, ``lines``, ``threshold``,
-            ``exclude_border``, ``model`` ...).
+            ``exclude_border``, ``model`` ...) and ``data_bar``.
 
         Returns
         -------
         GrainLabels
             int32 labels (0 = boundary), same axes as this signal; the method
             actually used is in ``metadata.Grains.method`` (for a single image).
+
+        Example
+        -------
+        >>> labels = s.segment_grains()            # doctest: +SKIP
+        >>> table = s.grain_features(labels)       # doctest: +SKIP
         """
         import numpy as np
 
-        from .grains.segment import segment
+        from ._frames import apply_to_frames, make_signal
+        from .pipeline import analyze_frame
 
-        cal = self.calibration.image
-        params.pop("return_info", None)
-        info = {}
-        if self.axes_manager.navigation_dimension == 0 and not self._lazy:
-            labels, info = segment(self.data, cal, method=method, return_info=True, **params)
-            out = self._deepcopy_with_new_data(labels)
-        else:
-            out = self.map(segment, calibration=cal, method=method, inplace=False, ragged=False,
-                           output_dtype=np.int32, show_progressbar=show_progressbar,
-                           num_workers=num_workers, lazy_output=lazy_output, **params)
+        ap = self._analysis_parameters(method, params=params)
+        cal = self.calibration
+        methods = []
+
+        def fn(frames, show):
+            out = np.empty(frames.shape[:3], np.int32)
+            for i, f in enumerate(frames):
+                fa = analyze_frame(f, cal, ap)
+                out[i] = fa.labels
+                methods.append(fa.method)
+            return out
+
+        sig = tuple(self.axes_manager._signal_shape_in_array)
+        data = apply_to_frames(self, fn, sig, dtype=np.int32, show_progressbar=show_progressbar,
+                               lazy_output=lazy_output, colour="keep")
+        out = make_signal(data, self.axes_manager._get_axes_dicts(), kind="2d",
+                          title=f"Grains of {self.metadata.General.title}")
         out.set_signal_type("grain_labels")
-        out.metadata.General.title = f"Grains of {self.metadata.General.title}"
-        out.metadata.set_item("Grains.method", info.get("method", method))
+        out.metadata.set_item("Grains.method", methods[0] if len(set(methods)) == 1 else method)
         out.metadata.set_item("Grains.parameters", {k: str(v) for k, v in params.items()})
         return out
 
-    def _grain_frames(self, labels):
-        """(frame index tuple, image, labels) for every frame; segments first when labels is None."""
+    def _frame_analyses(self, labels=None, convention="imagej"):
+        """``(index tuple, FrameAnalysis)`` of every frame: analysed, or measured from ``labels``."""
         import numpy as np
 
-        if labels is None:
-            labels = self.segment_grains(show_progressbar=False, lazy_output=False)
-        lab = labels.data if hasattr(labels, "axes_manager") else labels
-        lab = np.asarray(lab.compute() if hasattr(lab, "compute") else lab)
-        sig = tuple(self.axes_manager._signal_shape_in_array)
-        if lab.shape[-2:] != sig:
-            raise ValueError(f"labels of shape {lab.shape} do not match this signal's images {sig}")
-        nav = lab.shape[:-2]
-        for idx in np.ndindex(*nav) if nav else [()]:
-            yield idx, lab[idx]
+        from .pipeline import analyze_frame, measure_frame
+
+        ap = self._analysis_parameters(convention=convention)
+        cal = self.calibration
+        lab = None
+        if labels is not None:
+            lab = labels.data if hasattr(labels, "axes_manager") else labels
+            lab = np.asarray(lab.compute() if hasattr(lab, "compute") else lab)
+            sig = tuple(self.axes_manager._signal_shape_in_array)
+            if lab.shape[-2:] != sig:
+                raise ValueError(f"labels of shape {lab.shape} do not match this signal's images {sig}")
+        for idx, frame in self._iter_frames():
+            if lab is None:
+                yield idx, analyze_frame(frame, cal, ap)
+            else:
+                yield idx, measure_frame(lab[idx], cal, image=frame, params=ap)
 
     def grain_features(self, labels=None, convention="imagej"):
-        """Per-grain measurements (ImageJ-exact by default); see :func:`hyperspy_mmdl.grains.measure`.
+        """Per-grain measurements (ImageJ-exact by default), by :func:`hyperspy_mmdl.pipeline.measure_frame`.
 
         Parameters
         ----------
@@ -464,17 +506,16 @@ class Microstructure(Signal2D):
         Returns
         -------
         pandas.DataFrame
-            One row per grain; stacks get a ``frame`` column (flat frame index)
-            first and, for several navigation axes, one column per axis index.
+            One row per grain, lengths in the readable unit of
+            :attr:`calibration` (``attrs["units"]``); stacks get a ``frame``
+            column (flat frame index) first and, for several navigation axes,
+            one column per axis index.
         """
         import pandas as pd
 
-        from .grains import measure
-
-        cal = self.calibration.image
         tables = []
-        for i, (idx, lab) in enumerate(self._grain_frames(labels)):
-            t = measure(lab, cal, convention=convention)
+        for i, (idx, fa) in enumerate(self._frame_analyses(labels, convention)):
+            t = fa.table
             if idx:
                 t.insert(0, "frame", i)
                 if len(idx) > 1:
@@ -485,32 +526,28 @@ class Microstructure(Signal2D):
             return tables[0]
         out = pd.concat(tables, ignore_index=True)
         out.attrs = dict(tables[0].attrs)
+        out.attrs.pop("image_area", None)  # per frame: see grain_statistics' analysed_area
         return out
 
     def grain_statistics(self, labels=None):
         """Summary of the grains (SPEC §3.1.3–3.1.7 feature factors, ASTM E112 G, size class).
 
         Returns a dict for a single image and a DataFrame with one row per frame
-        for stacks; see :func:`hyperspy_mmdl.grains.summarize`.
+        for stacks (``attrs["units"]``); see :func:`hyperspy_mmdl.grains.summarize`.
+        The analysed area leaves out the SEM data bar, as on every route.
         """
-        import numpy as np
         import pandas as pd
 
-        from .grains import measure, summarize
-        from .preprocess.databar import find_data_bar
-
-        cal = self.calibration.image
-        rows = []
-        for i, (idx, lab) in enumerate(self._grain_frames(labels)):
-            # the analysed area leaves out an SEM data bar
-            bar = find_data_bar(np.asarray(self._data_aligned_with_axes[idx]))
-            area = None if bar is None else bar.top * lab.shape[1] * cal.pixel_area
-            s = summarize(measure(lab, cal), cal, labels=lab, image_area=area)
+        rows, units = [], {}
+        for i, (idx, fa) in enumerate(self._frame_analyses(labels)):
             if not idx:
-                return s
-            s.pop("units", None)
-            rows.append({"frame": i, **s})
-        return pd.DataFrame(rows)
+                return dict(fa.summary, analysed_area=fa.analysed_area)
+            units = fa.row_units()
+            s = {k: v for k, v in fa.summary.items() if k != "units"}
+            rows.append({"frame": i, **s, "analysed_area": fa.analysed_area})
+        out = pd.DataFrame(rows)
+        out.attrs["units"] = units
+        return out
 
 
 def _model_metadata(pred) -> dict:

@@ -73,7 +73,7 @@ def _layer_tuple(img) -> tuple:
     md["path"] = str(img.path)
     md["pixel_size"] = img.calibration.pixel_size
     md["unit"] = img.calibration.image.units[-1]
-    kwargs.update(name=img.title, metadata=md)
+    kwargs.update(name=img.title, metadata=md, rgb=bool(img.rgb))
     return (img.data, kwargs, "image")
 
 

@@ -15,23 +15,12 @@ from pathlib import Path
 LABEL_SUFFIXES = (".tif", ".tiff", ".zspy")
 
 
-def layer_meta_calibration(meta: dict, ndim: int):
-    """A :class:`~hyperspy_mmdl.calibration.Calibration` from a layer's ``scale``/``translate``/``units``."""
+def layer_meta_calibration(meta: dict, ndim: int | None = None):
+    """The :class:`~hyperspy_mmdl.calibration.Calibration` of a layer's metadata
+    (:meth:`Calibration.from_napari <hyperspy_mmdl.calibration.Calibration.from_napari>`)."""
     from hyperspy_mmdl.calibration import Calibration
 
-    scale = tuple(float(v) for v in (meta.get("scale") or (1.0,) * ndim))[-ndim:]
-    offset = tuple(float(v) for v in (meta.get("translate") or (0.0,) * ndim))[-ndim:]
-    units = meta.get("units")
-    units = tuple("px" if str(u) in ("pixel", "px", "") else str(u) for u in units)[-ndim:] if units \
-        else ("px",) * ndim
-    names = None
-    labels = meta.get("axis_labels")
-    if labels and not all(str(a).lstrip("-").isdigit() for a in labels):
-        names = tuple(str(a) for a in labels)[-ndim:]
-    if names is None:
-        names = ("y", "x") if ndim == 2 else tuple(f"frame{i}" if ndim > 3 else "frame"
-                                                   for i in range(ndim - 2)) + ("y", "x")
-    return Calibration(scale=scale, units=units, offset=offset, names=names)
+    return Calibration.from_napari(meta)
 
 
 def write_labels(path: str, data, meta: dict) -> list[str]:
@@ -63,6 +52,9 @@ def write_table(path: str, data, meta: dict) -> list[str]:
     if table.empty:
         raise ValueError(f"layer {meta.get('name', '')!r} has no features table: run Grains "
                          f"'Segment and measure' (or 'Re-measure') first")
+    from hyperspy_mmdl.tables import write_table as write
+
     table = table.drop(columns=[c for c in ("index",) if c in table.columns])
-    table.to_csv(p, index=False)
+    units = (meta.get("metadata") or {}).get("grain_units") or {}
+    write(table, p, units)  # units in the headers, as every table napari-mmdl writes
     return [str(p)]

@@ -14,6 +14,7 @@ Examples::
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 
@@ -31,26 +32,41 @@ def register(subparsers) -> None:
     p.add_argument("--exclude-border", action="store_true", help="drop grains touching the image border")
     p.add_argument("--attention", default="gradcam", choices=["gradcam", "cbam", "external", "chunking", "none"],
                    help="attention method with --model (default: gradcam)")
+    p.add_argument("--keep-data-bar", action="store_true",
+                   help="analyse every row (by default the SEM data bar is left out of the analysed area)")
+    p.add_argument("--unit", default=None, help="length unit of the tables (nm, µm, mm); default: by pixel size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from hyperspy_mmdl import report
+    from hyperspy_mmdl.pipeline import count_notes
 
-    missing = [str(f) for f in args.files if not f.exists()]
-    if missing:
-        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
     kw = {"method": args.method, "exclude_border": bool(args.exclude_border)}
     if args.method != "threshold":
         kw["lines"] = args.lines
     if args.min_area:
         kw["min_area"] = args.min_area
-    results = report.analyze_files(args.files, model=args.model, device=args.device, segment_kwargs=kw,
-                                   attention=None if args.attention == "none" else args.attention, log=print)
-    notes = [f"{len(args.files)} file(s), {len(results)} frame(s); segmentation {kw}."]
+    if args.keep_data_bar:
+        kw["data_bar"] = False
+    results, failures, notes = report.analyze_files(
+        args.files, model=args.model, device=args.device, segment_kwargs=kw,
+        attention=None if args.attention == "none" else args.attention, log=print, unit=args.unit)
+    text = [f"{len(args.files)} file(s), {len(results)} frame(s); segmentation {kw}."]
     if args.model:
-        notes.append(f"Model: {args.model}.")
-    paths = report.write_report(results, args.out, title="napari-mmdl analysis", notes=notes)
-    print(f"wrote {args.out}/index.html ({len(paths)} files)")
+        text.append(f"Model: {args.model}.")
+    text += [f"Note: {line}." for line in count_notes(notes)]
+    text += [f"Failed: {f}: {why}" for f, why in failures]
+    if results:
+        paths = report.write_report(results, args.out, title="napari-mmdl analysis", notes=text)
+        print(f"wrote {args.out}/index.html ({len(paths)} files); tables in {results[0].unit}"
+              + ("" if len({r.unit for r in results}) == 1 else " (frames without calibration: *_px files)"))
+    for line in count_notes(notes):
+        print(f"note: {line}", file=sys.stderr)
+    for f, why in failures:
+        print(f"failed: {f}: {why}", file=sys.stderr)
+    if failures:
+        print(f"mmdl analyze: {len(failures)} of {len(args.files)} file(s) failed", file=sys.stderr)
+        return 1
     return 0

@@ -79,8 +79,10 @@ def register(subparsers) -> None:
     p.add_argument("--process", metavar="K=V,...", help="process fields for --predict-pce")
     p.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda, mps)")
     pre = p.add_argument_group("preprocessing (before segmentation; data bar, then denoise, then normalise)")
+    pre.add_argument("--keep-data-bar", action="store_true",
+                     help="analyse every row: do not leave the SEM data bar out of the analysed area")
     pre.add_argument("--remove-data-bar", action="store_true",
-                     help="crop the SEM data bar before segmenting (its rows get label 0)")
+                     help="leave the SEM data bar out (the default; kept for older scripts)")
     pre.add_argument("--denoise", choices=("gaussian", "median", "nl_means", "noise2void"),
                      help="denoise the image that is segmented")
     pre.add_argument("--denoise-param", action="append", default=[], metavar="KEY=VALUE",
@@ -95,6 +97,8 @@ def register(subparsers) -> None:
     p.add_argument("--checksum", choices=("quick", "full"), default="quick",
                    help="input fingerprint for resuming: quick (size, mtime, sampled blocks) or full "
                         "(SHA-256 of the whole content)")
+    p.add_argument("--unit", default=None, metavar="UNIT",
+                   help="length unit of every table (nm, µm, mm); default: by the inputs' pixel sizes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -110,8 +114,10 @@ def run(args) -> int:
     if (composition or process) and not args.predict_pce:
         raise ValueError("--composition/--process need --predict-pce CKPT")
     preprocess: dict = {}
-    if args.remove_data_bar:
-        preprocess["remove_data_bar"] = True
+    if args.keep_data_bar and args.remove_data_bar:
+        raise ValueError("--keep-data-bar and --remove-data-bar contradict each other")
+    if args.keep_data_bar:
+        preprocess["data_bar"] = False
     if args.denoise:
         preprocess["denoise"] = args.denoise
         denoise_params: dict = {}
@@ -127,14 +133,13 @@ def run(args) -> int:
         args.inputs, args.out, segment=args.segment, segment_params=segment_params,
         convention=args.convention, classify=args.classify, predict_pce=args.predict_pce,
         composition=composition, process=process, device=args.device, preprocess=preprocess,
-        workers=args.workers,
+        unit=args.unit, workers=args.workers,
         scheduler=args.scheduler, checksum=args.checksum, progress=not args.no_progress,
         command=["mmdl", "batch"] + sys.argv[2:] if sys.argv[1:2] == ["batch"] else None,
     )
     c = result.counts
     print(f"mmdl batch: {c['done']} frame(s) processed ({c['resumed']} resumed), {c['error']} failed, "
           f"{c['failed_inputs']} input(s) failed; outputs in {result.out}", file=sys.stderr)
-    for entry in result.manifest["inputs"]:
-        if entry.get("error"):
-            print(f"  {entry['file']}: {entry['error']}", file=sys.stderr)
+    for line in result.report_lines():
+        print(line, file=sys.stderr)
     return result.exit_code

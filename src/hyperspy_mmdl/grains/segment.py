@@ -82,12 +82,14 @@ def _to_pixels(value, calibration: Calibration, kind: str) -> float | None:
 
 
 def _as_gray(image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Gray float32 image in [0, 1] and, for colour input, the RGB array in [0, 1]."""
-    a = np.asarray(image)
-    rgb = None
-    if a.ndim == 3 and a.shape[-1] in (3, 4):
-        rgb = a[..., :3].astype(np.float32)
-        a = rgb.mean(axis=-1)
+    """Gray float32 image in [0, 1] and, for colour input, the RGB array in [0, 1].
+
+    Colour follows :mod:`hyperspy_mmdl.preprocess.color` (BT.601 luminance; grey
+    stored as RGB is grey).
+    """
+    from ..preprocess.color import split_colour
+
+    a, rgb = split_colour(image)
     if a.ndim != 2:
         raise ValueError(f"segment expects a 2-D image or an (H, W, 3|4) RGB image, got shape {np.shape(image)}")
     if a.dtype.kind not in "fiub":

@@ -72,9 +72,9 @@ class DataBar:
 
 def _gray01(image) -> np.ndarray:
     """2-D float image in [0, 1] from a gray or RGB(A) array of any real dtype."""
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[-1] in (3, 4):
-        a = a[..., :3].mean(axis=-1) if a.dtype.kind == "f" else a[..., :3].astype(np.float32).mean(-1)
+    from .color import split_colour
+
+    a, _ = split_colour(image)
     if a.ndim != 2:
         raise ValueError(f"find_data_bar expects a 2-D gray or an RGB(A) image, got shape {np.shape(image)}")
     if a.dtype == bool:

@@ -151,6 +151,25 @@ def image_layers(viewer) -> list:
     return [layer for layer in viewer.layers if isinstance(layer, napari.layers.Image)] if viewer else []
 
 
+def image_layer_picker(viewer, label: str = "image", choices=None):
+    """A ComboBox of the viewer's image layers that follows layers being added and removed.
+
+    The one layer picker of the plugin's widgets (Grains, Preprocess, Classify,
+    Predict PCE, Attention); ``choices`` (a magicgui choices callable) replaces
+    the plain list of image layers.
+    """
+    from magicgui.widgets import ComboBox
+
+    if choices is None:
+        def choices(_w=None):
+            return [(layer.name, layer) for layer in image_layers(viewer)]
+    box = ComboBox(label=label, choices=choices)
+    if viewer is not None:
+        viewer.layers.events.inserted.connect(box.reset_choices)
+        viewer.layers.events.removed.connect(box.reset_choices)
+    return box
+
+
 def layer_frames(layer):
     """``(data, calibration, channel_axis)`` of an image layer for the inference functions.
 
@@ -160,12 +179,7 @@ def layer_frames(layer):
     from hyperspy_mmdl.calibration import Calibration
 
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
-    units = [str(u) for u in layer.units] if getattr(layer, "units", None) is not None else None
-    n = len(layer.scale)
-    cal = Calibration(scale=tuple(layer.scale), units=units or ("px",) * n, offset=tuple(layer.translate),
-                      names=tuple(str(a) for a in layer.axis_labels) if getattr(layer, "axis_labels", None)
-                      else None)
-    return data, cal, (-1 if layer.rgb else None)
+    return data, Calibration.from_napari(layer), (-1 if layer.rgb else None)
 
 
 def overlay_kwargs(layer) -> dict:

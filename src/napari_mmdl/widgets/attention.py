@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSlider
 
-from ._model_picker import ModelPicker, RunControls, image_layers, layer_frames, overlay_kwargs
+from ._model_picker import (
+    ModelPicker,
+    RunControls,
+    image_layer_picker,
+    image_layers,
+    layer_frames,
+    overlay_kwargs,
+)
 
 METHODS = ("gradcam", "cbam", "external", "chunking")
 COLORMAPS = ("inferno", "magma", "turbo", "viridis", "red")
@@ -18,7 +25,7 @@ class AttentionWidget(Container):
     def __init__(self, napari_viewer=None):
         self.viewer = napari_viewer
         self.layer = None  # the overlay layer added last
-        self.image = ComboBox(label="image", choices=self._layer_choices)
+        self.image = image_layer_picker(napari_viewer, choices=self._layer_choices)
         self.model = ModelPicker(tasks=("classify", "regress-pce"))
         self.method = ComboBox(label="method", choices=METHODS, value="gradcam")
         self.target = ComboBox(label="target", choices=self._target_choices)
@@ -32,9 +39,6 @@ class AttentionWidget(Container):
         self._model_changed(self.model.card)
         self.opacity.changed.connect(self._style)
         self.colormap.changed.connect(self._style)
-        if napari_viewer is not None:
-            napari_viewer.layers.events.inserted.connect(self.image.reset_choices)
-            napari_viewer.layers.events.removed.connect(self.image.reset_choices)
 
     def _layer_choices(self, _w=None):
         return [(layer.name, layer) for layer in image_layers(self.viewer) if layer is not self.layer]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, Table
+from magicgui.widgets import Container, Label, Table
 
-from ._model_picker import ModelPicker, RunControls, image_layers, layer_frames
+from ._model_picker import ModelPicker, RunControls, image_layer_picker, layer_frames
 
 
 class ClassifyWidget(Container):
@@ -13,7 +13,7 @@ class ClassifyWidget(Container):
 
     def __init__(self, napari_viewer=None):
         self.viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=self._layer_choices)
+        self.image = image_layer_picker(napari_viewer)
         self.model = ModelPicker(tasks=("classify",))
         self.controls = RunControls("Classify")
         self.result = Label(label="result", value="")
@@ -23,12 +23,6 @@ class ClassifyWidget(Container):
         self.probabilities = None  # the last result, (frames, classes)
         self.class_names: list[str] = []
         self.controls.run_button.changed.connect(self.run)
-        if napari_viewer is not None:
-            napari_viewer.layers.events.inserted.connect(self.image.reset_choices)
-            napari_viewer.layers.events.removed.connect(self.image.reset_choices)
-
-    def _layer_choices(self, _w=None):
-        return [(layer.name, layer) for layer in image_layers(self.viewer)]
 
     def run(self, *_):
         """Classify in a worker thread (returns the worker)."""

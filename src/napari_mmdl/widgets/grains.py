@@ -26,6 +26,8 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
 
+from ._model_picker import image_layer_picker
+
 METHODS = ("auto", "boundary", "threshold")
 LINES = ("auto", "dark", "bright", "edge")
 THRESHOLDS = ("otsu", "isodata")
@@ -34,20 +36,11 @@ TABLE_COLUMNS = ("label", "area", "ecd", "perimeter", "major_axis", "minor_axis"
 
 
 def layer_calibration(layer):
-    """The :class:`~hyperspy_mmdl.calibration.Calibration` of the last two axes of a napari layer.
-
-    Axes calibrated in different length units are both expressed in the x axis' unit.
-    """
+    """The calibration of the image axes of a napari layer (one readable unit):
+    :meth:`Calibration.from_napari <hyperspy_mmdl.calibration.Calibration.from_napari>`."""
     from hyperspy_mmdl.calibration import Calibration
 
-    scale = tuple(float(v) for v in layer.scale[-2:])
-    units = getattr(layer, "units", None)
-    units = tuple(str(u) for u in units[-2:]) if units is not None else ("px", "px")
-    translate = tuple(float(v) for v in layer.translate[-2:])
-    cal = Calibration(scale=scale, units=units, offset=translate)
-    if cal.is_calibrated and cal.units[0] != cal.units[1]:  # e.g. DM's y in Å, x in nm: measure in x's unit
-        cal = cal.to_unit(cal.units[1])
-    return cal
+    return Calibration.from_napari(layer).image
 
 
 class GrainsWidget(QWidget):
@@ -61,9 +54,10 @@ class GrainsWidget(QWidget):
         self.summary = None  # dict of the last summary
         self._source = None
         self._worker = None
-        self._bar_top = None  # first row of the SEM data bar of the last run, if any
+        self._analysed_rows = None  # rows [0, n) analysed in the last run (the data bar below)
+        self._params = None  # the AnalysisParameters of the last run
 
-        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.image = image_layer_picker(napari_viewer)
         self.method = ComboBox(label="method", choices=METHODS, value="auto")
         self.lines = ComboBox(label="boundary lines", choices=LINES, value="auto")
         self.threshold = ComboBox(label="threshold", choices=THRESHOLDS, value="otsu")
@@ -108,19 +102,8 @@ class GrainsWidget(QWidget):
         self.export_button.changed.connect(self._export_dialog)
         self.method.changed.connect(self._method_changed)
         self._method_changed()
-        if self.viewer is not None:
-            self.viewer.layers.events.inserted.connect(self._refresh_images)
-            self.viewer.layers.events.removed.connect(self._refresh_images)
 
     # ------------------------------------------------------------------ choices
-    def _image_choices(self, _w=None):
-        from ._model_picker import image_layers
-
-        return [(layer.name, layer) for layer in image_layers(self.viewer)]
-
-    def _refresh_images(self, *_):
-        self.image.reset_choices()
-
     def _method_changed(self, *_):
         m = self.method.value
         self.lines.visible = m in ("auto", "boundary")
@@ -155,8 +138,15 @@ class GrainsWidget(QWidget):
             data = data[step]
         return np.asarray(data)
 
+    def analysis_parameters(self, calibrated: bool = True):
+        """The pipeline's :class:`~hyperspy_mmdl.pipeline.AnalysisParameters` of the current settings."""
+        from hyperspy_mmdl.pipeline import AnalysisParameters
+
+        return AnalysisParameters.from_segment_kwargs(self.parameters(calibrated))
+
     def run(self, *_):
-        """Segment and measure the chosen image in a worker thread; returns the worker."""
+        """Analyse the chosen image (:func:`hyperspy_mmdl.pipeline.analyze_frame`) in a worker
+        thread; returns the worker."""
         from napari.qt.threading import thread_worker
 
         layer = self.image.value
@@ -165,18 +155,15 @@ class GrainsWidget(QWidget):
             return None
         image = self._frame(layer)
         cal = layer_calibration(layer)
-        params = self.parameters(calibrated=cal.is_calibrated)
+        params = self.analysis_parameters(calibrated=cal.is_calibrated)
         self._source = layer
+        self._params = params
 
         @thread_worker
         def work():
-            from hyperspy_mmdl.grains import measure, segment, summarize
+            from hyperspy_mmdl.pipeline import analyze_frame
 
-            labels, info = segment(image, cal, return_info=True, **params)
-            table = measure(labels, cal)
-            top = info.get("data_bar_top")
-            area = None if top is None else top * labels.shape[1] * cal.pixel_area
-            return labels, info, table, summarize(table, cal, labels=labels, image_area=area)
+            return analyze_frame(image, cal, params)
 
         worker = work()
         worker.returned.connect(self._show_result)
@@ -199,9 +186,9 @@ class GrainsWidget(QWidget):
         self.status.value = f"failed: {err}"
 
     def _show_result(self, result):
-        labels, info, table, summary = result
         layer = self._source
-        self._bar_top = info.get("data_bar_top")
+        labels = result.labels
+        self._analysed_rows = result.analysed_rows
         name = f"{layer.name} grains"
         kw = dict(scale=layer.scale[-2:], translate=layer.translate[-2:], name=name)
         units = getattr(layer, "units", None)
@@ -211,22 +198,30 @@ class GrainsWidget(QWidget):
             self.labels_layer.data = labels
         else:
             self.labels_layer = self.viewer.add_labels(labels, **kw)
-        self.status.value = (f"{info['method']}"
+        self.labels_layer.metadata["analysed_rows"] = int(result.analysed_rows)
+        info = result.segment_info
+        self.status.value = (f"{result.method}"
                              + (f" ({info['lines']} lines)" if info.get("lines") else "")
-                             + f": {int(labels.max())} grains")
-        self._set_table(table, summary)
+                             + f": {result.n_grains} grains"
+                             + ("" if result.calibration.is_calibrated else " (no calibration: pixels)"))
+        self._set_table(result.table, result.summary)
 
     # ------------------------------------------------------------------ results
     def _set_table(self, table, summary):
+        from hyperspy_mmdl.tables import header
+
+        units = dict(table.attrs.get("units") or {})
         table = table.reset_index(drop=True)
         table.insert(0, "index", np.arange(len(table)))
+        table.attrs["units"] = units
         self.table = table
         self.summary = summary
         if self.labels_layer is not None:
             self.labels_layer.features = table
+            self.labels_layer.metadata["grain_units"] = units
         cols = [c for c in TABLE_COLUMNS if c in table.columns]
         self.grid.setColumnCount(len(cols))
-        self.grid.setHorizontalHeaderLabels(cols)
+        self.grid.setHorizontalHeaderLabels([header(c, units.get(c)) for c in cols])
         self.grid.setRowCount(len(table))
         values = table[cols].to_numpy()
         for r in range(len(table)):
@@ -273,24 +268,27 @@ class GrainsWidget(QWidget):
             self.viewer.camera.center = tuple(centre)
 
     def remeasure(self, *_):
-        """Measure the (edited) Labels layer again and refresh table, histogram and summary."""
-        from hyperspy_mmdl.grains import measure, summarize
+        """Measure the (edited) Labels layer again (:func:`hyperspy_mmdl.pipeline.measure_frame`,
+        the same analysed rows) and refresh table, histogram and summary."""
+        from hyperspy_mmdl.pipeline import measure_frame
 
         if self.labels_layer is None:
             return
         cal = layer_calibration(self.labels_layer)
         labels = np.asarray(self.labels_layer.data).astype(np.int32)
-        table = measure(labels, cal)
-        area = None if self._bar_top is None else self._bar_top * labels.shape[1] * cal.pixel_area
-        self._set_table(table, summarize(table, cal, labels=labels, image_area=area))
-        self.status.value = f"re-measured: {len(table)} grains"
+        rows = self.labels_layer.metadata.get("analysed_rows", self._analysed_rows)
+        result = measure_frame(labels, cal, analysed_rows=rows, params=self._params)
+        self._set_table(result.table, result.summary)
+        self.status.value = f"re-measured: {result.n_grains} grains"
 
     def export_csv(self, path) -> Path:
-        """Write the grain table (without the napari ``index`` column) to ``path``."""
+        """Write the grain table (without the napari ``index`` column) to ``path``, units in the headers."""
         if self.table is None:
             raise ValueError("nothing to export: segment or re-measure first")
+        from hyperspy_mmdl.tables import write_table
+
         path = Path(path)
-        self.table.drop(columns=["index"]).to_csv(path, index=False)
+        write_table(self.table.drop(columns=["index"]), path, self.table.attrs.get("units"))
         self.status.value = f"wrote {path.name}"
         return path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, Label
 
-from ._model_picker import ModelPicker, RunControls, image_layers, layer_frames
+from ._model_picker import ModelPicker, RunControls, image_layer_picker, image_layers, layer_frames
 
 UNKNOWN = "(unknown)"
 NO_IMAGE = "(no image)"
@@ -16,7 +16,7 @@ class PredictPCEWidget(Container):
 
     def __init__(self, napari_viewer=None):
         self.viewer = napari_viewer
-        self.image = ComboBox(label="image", choices=self._layer_choices)
+        self.image = image_layer_picker(napari_viewer, choices=self._layer_choices)
         self.model = ModelPicker(tasks=("regress-pce",))
         self.composition = Container(label="composition", labels=True)
         self.process = Container(label="process", labels=True)
@@ -34,9 +34,6 @@ class PredictPCEWidget(Container):
         self.controls.run_button.changed.connect(self.run)
         self.model.on_change(self._model_changed)
         self._model_changed(self.model.card)
-        if napari_viewer is not None:
-            napari_viewer.layers.events.inserted.connect(self.image.reset_choices)
-            napari_viewer.layers.events.removed.connect(self.image.reset_choices)
 
     def _layer_choices(self, _w=None):
         return [(NO_IMAGE, None)] + [(layer.name, layer) for layer in image_layers(self.viewer)]

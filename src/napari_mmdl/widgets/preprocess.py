@@ -25,6 +25,8 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from ._model_picker import image_layer_picker
+
 OPERATIONS = ("normalize", "denoise", "remove data bar", "super-resolve")
 NORMALIZATIONS = ("minmax", "zscore", "clahe")
 DENOISERS = ("gaussian", "median", "nl_means", "noise2void")
@@ -42,7 +44,7 @@ class PreprocessWidget(QWidget):
         self._source = None
         self._worker = None
 
-        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.image = image_layer_picker(napari_viewer)
         self.operation = ComboBox(label="operation", choices=OPERATIONS, value="normalize")
         self.normalization = ComboBox(label="normalisation", choices=NORMALIZATIONS, value="minmax")
         self.denoiser = ComboBox(label="denoiser", choices=DENOISERS, value="nl_means")
@@ -79,19 +81,8 @@ class PreprocessWidget(QWidget):
         for w in (self.operation, self.denoiser, self.sr_model):
             w.changed.connect(self._visibility)
         self._visibility()
-        if self.viewer is not None:
-            self.viewer.layers.events.inserted.connect(self._refresh_images)
-            self.viewer.layers.events.removed.connect(self._refresh_images)
 
     # ------------------------------------------------------------------ choices
-    def _image_choices(self, _w=None):
-        from ._model_picker import image_layers
-
-        return [(layer.name, layer) for layer in image_layers(self.viewer)]
-
-    def _refresh_images(self, *_):
-        self.image.reset_choices()
-
     def _visibility(self, *_):
         op = self.operation.value
         self.normalization.visible = op == "normalize"
