@@ -19,7 +19,7 @@ Three classical methods and one learned:
     image without such a network (tint-etched metallography), ``"threshold"``
     otherwise, and says which (``return_info=True`` and a log message).
 ``"learned"``
-    Delegates to :func:`hyperspy_mmdl.train.segmentation.segment_learned`
+    Delegates to :func:`hyperspy_mmdl.grains.learned.segment_learned`
     (a boundary U-Net; pass ``model=`` a module or a checkpoint path).
 
 Lengths and areas are physical: ``smoothing`` and ``boundary_width`` are
