@@ -537,10 +537,12 @@ def test_predict_pce_with_grain_features():
     sample = polycrystal(shape=(128, 128), pixel_size=10.0, unit="nm", mean_ecd=150.0, seed=1)
     img = np.asarray(sample.image, np.float32)
     cal = Calibration.from_pixel_size(10, "nm")
-    factors = inf.grain_feature_factors(img, cal)
+    from hyperspy_mmdl.pipeline import AnalysisParameters, analyze_frame, grain_feature_factors
+
+    factors = grain_feature_factors(analyze_frame(img, cal))  # the grains as every route analyses them
     assert factors.shape == (6,) and np.isfinite(factors).all()
     assert 0.05 < factors[0] < 0.3  # mean ECD in µm of grains generated at 150 nm
-    pce, _ = inf.predict_pce(img, cal, pred, composition=COMP, process=PROC, grain_features=True)
+    pce, _ = inf.predict_pce(img, cal, pred, composition=COMP, process=PROC, grain_features=factors[None])
     comp, proc, _ = inf.encode_tabular(c, COMP, PROC)
     frames, _ = inf.prepare_frames(img, cal, pred)
     padded, tiles = plan_tiles(frames, (32, 32), 0.25)
@@ -553,4 +555,10 @@ def test_predict_pce_with_grain_features():
     with pytest.raises(ValueError, match="needs numeric inputs"):
         inf.predict_pce(img, cal, pred, composition=COMP, process=PROC)
     with pytest.raises(ValueError, match="not trained with grain features"):
-        inf.predict_pce(img, cal, pce_predictor(), composition=COMP, process=PROC, grain_features=True)
+        inf.predict_pce(img, cal, pce_predictor(), composition=COMP, process=PROC, grain_features=factors[None])
+    with pytest.raises(TypeError, match="pipeline.grain_feature_factors"):
+        inf.predict_pce(img, cal, pred, composition=COMP, process=PROC, grain_features=True)
+    # the pipeline passes them itself
+    fa = analyze_frame(img, cal, AnalysisParameters(predict_pce=pred, composition=COMP, process=PROC,
+                                                    device="cpu"))
+    assert fa.prediction == pytest.approx(float(pce), rel=1e-5)

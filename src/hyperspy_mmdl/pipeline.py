@@ -62,6 +62,7 @@ __all__ = [
     "apply_models",
     "check_unit",
     "grain_feature_factors",
+    "frames_feature_factors",
 ]
 
 PREPROCESS_KEYS = ("data_bar", "denoise", "denoise_params", "normalize")
@@ -532,9 +533,23 @@ def _preprocess(grey: np.ndarray, cal: Calibration, params: AnalysisParameters) 
     return np.asarray(out)
 
 
+def frames_feature_factors(frames, calibration: Calibration | None = None,
+                           params: AnalysisParameters | None = None, unit: str = "µm") -> np.ndarray:
+    """``(n_frames, 6)`` feature factors of frames ``(n, H, W[, 3])``, each analysed by
+    :func:`analyze_frame` (the PCE models' grain inputs)."""
+    return np.stack([grain_feature_factors(analyze_frame(f, calibration, params), unit) for f in frames])
+
+
 def grain_feature_factors(result: FrameAnalysis, unit: str = "µm") -> np.ndarray:
     """The SPEC §3.1.3 feature factors of an analysed frame, lengths in ``unit`` (the PCE
-    models' grain inputs), in the order of :data:`hyperspy_mmdl.grains.summarize.FEATURE_FACTORS`."""
+    models' grain inputs), in the order of :data:`hyperspy_mmdl.grains.summarize.FEATURE_FACTORS`.
+
+    Example
+    -------
+    >>> lab = np.zeros((20, 20), np.int32); lab[2:8, 2:8] = 1
+    >>> grain_feature_factors(measure_frame(lab, Calibration.from_pixel_size(100, "nm"))).shape
+    (6,)
+    """
     from .calibration import convert_length
     from .grains.summarize import FEATURE_FACTORS
 
@@ -571,8 +586,10 @@ def apply_models(result: FrameAnalysis, params: AnalysisParameters) -> None:
         attention_pred = pred
     if params.predict_pce is not None:
         pred = inference.get_predictor(params.predict_pce, device=params.device)
+        feats = grain_feature_factors(result)[None] if inference.uses_grain_features(pred.card) else None
         pce, weights = inference.predict_pce(image, cal, pred, composition=dict(params.composition),
-                                             process=dict(params.process), device=params.device)
+                                             process=dict(params.process), grain_features=feats,
+                                             device=params.device)
         result.prediction = float(np.asarray(pce, dtype=np.float64).reshape(-1)[0])
         result.prediction_unit = pred.card.target_unit or ""
         out["pce"] = result.prediction

@@ -106,8 +106,9 @@ class Microstructure(Signal2D):
         use_image : bool
             Use the image branch (default). ``False`` masks it.
         grain_features : bool
-            Also segment the grains and pass the SPEC §3.1.7 feature factors to
-            a model that was trained with them.
+            Also analyse the grains of every frame (:func:`hyperspy_mmdl.pipeline.analyze_frame`,
+            as every route does) and pass the SPEC §3.1.7 feature factors to a
+            model that was trained with them.
         batch_size, overlap, show_progressbar, lazy_output
             As in :meth:`classify`.
 
@@ -126,17 +127,25 @@ class Microstructure(Signal2D):
         inference.encode_tabular(pred.card, composition, process)  # validate before any work
         cal = self.calibration.image
 
+        full_cal = self.calibration
+
         def fn(frames, show):
             import numpy as np
 
+            from .pipeline import frames_feature_factors
+            from .preprocess.color import split_colour
+
+            feats = frames_feature_factors(frames, full_cal) if grain_features else None
+            grey = np.stack([split_colour(f)[0] for f in frames]) if frames.ndim == 4 else frames
             pce, weights = inference.predict_pce(
-                frames if use_image else None, cal, pred, composition=composition, process=process,
-                n_frames=len(frames), grain_features=grain_features, batch_size=batch_size,
+                grey if use_image else None, cal, pred, composition=composition, process=process,
+                n_frames=len(frames), grain_features=feats, batch_size=batch_size,
                 overlap=overlap, show_progressbar=show)
             return np.concatenate([np.asarray(pce)[:, None], np.asarray(weights)], axis=1)
 
         data = apply_to_frames(self, fn, (1 + len(inference.MODALITIES),),
-                               show_progressbar=show_progressbar, lazy_output=lazy_output)
+                               show_progressbar=show_progressbar, lazy_output=lazy_output,
+                               colour="keep" if grain_features else "luminance")
         nav = navigation_axes_dicts(self)
         unit = pred.card.target_unit or "%"
         name = pred.card.target_name or "PCE"

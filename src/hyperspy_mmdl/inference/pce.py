@@ -19,7 +19,7 @@ from .predictor import Predictor, default_batch, get_predictor, run_steps
 from .prepare import prepare_frames
 from .tiling import plan_tiles, tile_batches
 
-__all__ = ["MODALITIES", "encode_tabular", "tabular_fields", "fusion_weights", "grain_feature_factors",
+__all__ = ["MODALITIES", "encode_tabular", "tabular_fields", "fusion_weights", "uses_grain_features",
            "predict_pce", "iter_predict_pce", "set_modality_mask"]
 
 MODALITIES = ("image", "composition", "process")
@@ -164,22 +164,9 @@ def _pce_forward(pred: Predictor, x, comp, proc, numeric=None):
     return pce.astype(np.float32), w.astype(np.float32)
 
 
-def grain_feature_factors(image, calibration, unit: str = "µm") -> np.ndarray:
-    """The SPEC §3.1.7 feature factors of one frame (segment, measure, summarize).
-
-    Returns ``[mean ECD, mean major axis, mean aspect ratio, GBLD, σ ECD, σ AR]``
-    with lengths in ``unit`` and GBLD in ``1/unit``, in the order of
-    :data:`hyperspy_mmdl.grains.summarize.FEATURE_FACTORS`.
-    """
-    from ..grains import measure, segment, summarize
-    from ..grains.summarize import FEATURE_FACTORS
-
-    cal = calibration.image if calibration is not None else Calibration.uncalibrated()
-    if cal.is_calibrated:
-        cal = cal.to_unit(unit)
-    labels = segment(np.asarray(image), cal)
-    stats = summarize(measure(labels, cal), cal, labels=labels)
-    return np.array([float(stats[k]) for k in FEATURE_FACTORS], np.float32)
+def uses_grain_features(card) -> bool:
+    """True when a PCE model's numeric inputs are the six grain feature factors (SPEC §3.1.7)."""
+    return _grain_feature_columns(card.numeric_inputs)
 
 
 def _grain_feature_columns(numeric_cols) -> bool:
@@ -208,9 +195,14 @@ def iter_predict_pce(images, calibration, model, *, composition=None, process=No
     if bad:
         raise ValueError(f"mask: unknown modality {bad}; one of {MODALITIES}")
     masked = _masked(pred.card) | set(mask)
+    if grain_features is True:
+        raise TypeError("grain_features: pass the frames' feature factors, (n_frames, 6) in µm, as "
+                        "hyperspy_mmdl.pipeline.grain_feature_factors computes them from the analysis")
+    if grain_features is False:
+        grain_features = None
     if images is None or "image" in set(mask):
-        if grain_features:
-            raise ValueError("grain_features=True needs images")
+        if grain_features is not None:
+            raise ValueError("grain_features need images")
         if images is not None:  # image branch masked: the same value for every frame
             arr = np.asarray(images)
             shape = arr.shape[:arr.ndim - (3 if channel_axis is not None else 2)]
@@ -231,19 +223,18 @@ def iter_predict_pce(images, calibration, model, *, composition=None, process=No
     frames, (lead, _) = prepare_frames(images, calibration, pred, channel_axis=channel_axis,
                                        resample=resample)
     numeric = None
-    if grain_features:
+    if grain_features is not None:
         from ..grains.summarize import FEATURE_FACTORS
 
         if not _grain_feature_columns(numeric_cols):
             raise ValueError(f"this model was not trained with grain features: its numeric inputs are "
                              f"{numeric_cols or 'none'}, not {list(FEATURE_FACTORS)}")
-        arr = np.asarray(images)
-        flat = arr.reshape((-1,) + arr.shape[len(lead):])
-        numeric = np.stack([grain_feature_factors(f if channel_axis is None else f.mean(-1), calibration)
-                            for f in flat])
+        numeric = np.asarray(grain_features, np.float32).reshape(-1, len(FEATURE_FACTORS))
+        if len(numeric) != len(frames):
+            raise ValueError(f"grain_features: {len(numeric)} rows for {len(frames)} frames")
     elif numeric_cols:
-        raise ValueError(f"this model needs numeric inputs {numeric_cols}; pass grain_features=True "
-                         "when they are the grain feature factors")
+        raise ValueError(f"this model needs numeric inputs {numeric_cols}; pass grain_features= (the frames' "
+                         "feature factors, hyperspy_mmdl.pipeline.grain_feature_factors)")
     tshape = pred.tile_shape if tile else None
     padded, tiles = plan_tiles(frames, tshape, overlap)
     bs = default_batch(pred, batch_size)
@@ -286,9 +277,10 @@ def predict_pce(images, calibration, model, *, composition=None, process=None, n
         naming the valid ones.
     n_frames : int, optional
         With ``images=None``: return this many (identical) values.
-    grain_features : bool
-        Segment every frame and pass the SPEC §3.1.7 feature factors as the
-        model's numeric inputs (for models trained with them).
+    grain_features : array_like, optional
+        ``(n_frames, 6)`` SPEC §3.1.7 feature factors of the frames (lengths in
+        µm), the numeric inputs of models trained with them; the pipeline
+        computes them (:func:`hyperspy_mmdl.pipeline.grain_feature_factors`).
     mask : sequence of str
         Modalities to switch off (``"image"``, ``"composition"``,
         ``"process"``), for ablations; the model's own training mask always applies.

@@ -71,11 +71,16 @@ class PredictPCEWidget(Container):
 
         def work():
             from hyperspy_mmdl import inference
+            from hyperspy_mmdl.pipeline import frames_feature_factors, iter_frames
 
             pred = inference.get_predictor(path, device=device)
+            feats = None
+            if grains and data is not None:  # the grains as every route analyses them
+                frames = [f for _, f, _ in iter_frames(np.asarray(data), cal, rgb=channel_axis is not None)]
+                feats = frames_feature_factors(frames, cal)
             return (yield from inference.iter_predict_pce(
-                None if data is None else np.asarray(data), cal, pred, composition=composition, process=process, grain_features=grains,
-                channel_axis=channel_axis))
+                None if data is None else np.asarray(data), cal, pred, composition=composition,
+                process=process, grain_features=feats, channel_axis=channel_axis))
 
         return self.controls.start(work, self._show, "Predict PCE")
 
