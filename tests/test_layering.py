@@ -29,7 +29,7 @@ SRC = ROOT / "src"
 #: architecture through the models registry (``models.create(card.architecture, **card.config)``),
 #: and no architecture needs the file format.
 ORDER = (
-    "cli", "signals", "_frames", "batch", "report", "pipeline", "explain", "train", "inference",
+    "cli", "signals", "_frames", "batch", "report", "train", "pipeline", "explain", "inference",
     "grains", "io", "preprocess", "checkpoint", "models", "synthetic", "tabular", "tables", "calibration",
     "errors",
 )

@@ -249,39 +249,34 @@ def grain_size_class(mean_ecd_um, thresholds=(0.4, 0.8)) -> np.ndarray:
     return np.where(d < lo, 0, np.where(d > hi, 2, 1)).astype(np.int64)
 
 
-def _mean_ecd_um(labels, calibration) -> float:
-    """Mean equivalent circular diameter (µm) of the grains of a label image."""
-    from hyperspy_mmdl.grains.measure import measure
-    from hyperspy_mmdl.grains.summarize import summarize
-
-    return float(summarize(measure(labels, calibration), calibration)["mean_ecd_um"])
-
-
 def grain_size_labels(images, calibrations, *, segment_kwargs=None, label_images=None,
                       thresholds=(0.4, 0.8)):
     """Grain-size classes computed from the images themselves (no hand labels).
 
-    Each image is segmented with :func:`hyperspy_mmdl.grains.segment` (or the
-    given ``label_images`` are used), the grains are measured and the mean
-    D_eq is turned into a class with :func:`grain_size_class`.
+    Each image is analysed by :func:`hyperspy_mmdl.pipeline.analyze_frame`
+    (the given ``label_images`` are measured by
+    :func:`~hyperspy_mmdl.pipeline.measure_frame`), as on every other route,
+    and the mean D_eq is turned into a class with :func:`grain_size_class`.
 
     Returns
     -------
     classes : ndarray of int
     mean_ecd_um : ndarray of float
     """
+    from hyperspy_mmdl.pipeline import AnalysisParameters, analyze_frame, measure_frame
+
+    params = AnalysisParameters.from_segment_kwargs(segment_kwargs)
     means = []
     for i, (img, cal) in enumerate(zip(images, calibrations)):
         if not cal.is_calibrated:
             raise ValueError(f"image {i} is uncalibrated: grain-size classes need a pixel size")
-        if label_images is not None:
-            lab = label_images[i]
+        if label_images is not None:  # given labels (ground truth): every row is analysed
+            result = measure_frame(label_images[i], cal, params=params)
         else:
-            from hyperspy_mmdl.grains import segment
-
             x = np.asarray(img)
-            lab = segment(x[0] if x.ndim == 3 else x, cal, **(segment_kwargs or {}))
-        means.append(_mean_ecd_um(lab, cal))
+            x = x[0] if x.ndim == 3 and x.shape[0] == 1 else x  # (1, H, W) model inputs
+            result = analyze_frame(x, cal, params)
+        means.append(float(result.summary["mean_ecd_um"]))
     means = np.asarray(means, dtype=float)
     return grain_size_class(means, thresholds), means
 
