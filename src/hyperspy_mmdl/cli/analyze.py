@@ -57,15 +57,17 @@ def run(args) -> int:
     if args.model:
         text.append(f"Model: {args.model}.")
     text += [f"Note: {line}." for line in count_notes(notes)]
-    text += [f"Failed: {f}: {why}" for f, why in failures]
+    text += [f"Failed: {why if why.startswith(f) else f'{f}: {why}'}" for f, why in failures]
     if results:
         paths = report.write_report(results, args.out, title="napari-mmdl analysis", notes=text)
-        print(f"wrote {args.out}/index.html ({len(paths)} files); tables in {results[0].unit}"
-              + ("" if len({r.unit for r in results}) == 1 else " (frames without calibration: *_px files)"))
+        units = {r.unit for r in results}
+        main_unit = next(iter(units - {"px"}), "px")
+        print(f"wrote {args.out}/index.html ({len(paths)} files); tables in {main_unit}"
+              + ("" if len(units) == 1 else "; frames without calibration in pixels: *_px files"))
     for line in count_notes(notes):
         print(f"note: {line}", file=sys.stderr)
     for f, why in failures:
-        print(f"failed: {f}: {why}", file=sys.stderr)
+        print(f"failed: {why if why.startswith(f) else f'{f}: {why}'}", file=sys.stderr)
     if failures:
         print(f"mmdl analyze: {len(failures)} of {len(args.files)} file(s) failed", file=sys.stderr)
         return 1
