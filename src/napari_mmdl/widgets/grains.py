@@ -102,8 +102,19 @@ class GrainsWidget(QWidget):
         self.export_button.changed.connect(self._export_dialog)
         self.method.changed.connect(self._method_changed)
         self._method_changed()
+        self.image.changed.connect(self._units_changed)
+        self._units_changed()
 
     # ------------------------------------------------------------------ choices
+    def _units_changed(self, *_):
+        """Label the length and area fields in the chosen image's units (pixels without calibration)."""
+        layer = self.image.value
+        calibrated = layer is None or layer_calibration(layer).is_calibrated
+        length, area = ("nm", "µm²") if calibrated else ("px", "px²")
+        self.smoothing.label = f"smoothing ({length})"
+        self.width.label = f"boundary width ({length})"
+        self.min_area.label = f"min area ({area})"
+
     def _method_changed(self, *_):
         m = self.method.value
         self.lines.visible = m in ("auto", "boundary")
