@@ -497,7 +497,7 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
     cal = frame_calibration(calibration, unit)
     grey, rgb = split_colour(frame)
     rows, bar = _analysed_rows(grey, params)
-    info: dict = {}
+    info: dict = {"method": "given labels"}
     if labels is None:
         seg = grey[:rows] if rgb is None else rgb[:rows]
         if params.denoise or params.normalize:
@@ -509,7 +509,7 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
         labels = lab
     result = measure_frame(labels, cal, analysed_rows=rows, params=params, unit=unit)
     result.data_bar = bar
-    result.method = str(info.get("method", params.method if info else "given"))
+    result.method = str(info["method"])
     result.segment_info = info
     result.image = np.asarray(grey, dtype=np.float32)
     if rgb is not None:
