@@ -15,7 +15,6 @@ import numpy as np
 
 from ..calibration import Calibration
 
-
 _OPEN: dict[tuple, Any] = {}
 _OPEN_LOCK = threading.Lock()
 _OPEN_MAX = 4

@@ -16,7 +16,6 @@ from typing import Iterable, Sequence
 from ..calibration import Calibration
 from .frames import _frames_view
 
-
 #: File suffixes picked up when a folder is given as input.
 SUFFIXES = (".dm3", ".dm4", ".tif", ".tiff", ".hspy", ".zspy", ".emd", ".mrc", ".png", ".jpg", ".jpeg",
             ".bmp")

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-
 MANIFEST = "manifest.json"
 SHARDS = "shards"
 LABELS = "labels"
