@@ -183,3 +183,24 @@ def test_allow_list_is_not_stale():
     front = {(_unit(m), _unit(n)) for m, n, *_ in IMPORTS if _unit(m) and _unit(n)}
     stale = [pair for pair in ALLOWED if pair not in used and pair not in front]
     assert not stale, f"allow-listed imports that no longer occur (delete them from ALLOWED): {stale}"
+
+
+#: ``hyperspy_mmdl.batch``'s modules, top to bottom; inside the package a module imports only
+#: modules below it (the package ``__init__`` re-exports them all).
+BATCH_ORDER = ("run", "lock", "executor", "outputs", "shards", "store", "parameters", "inputs", "frames")
+
+
+def test_batch_modules_point_down_only():
+    present = {p.stem for p in (SRC / "hyperspy_mmdl" / "batch").glob("*.py")} - {"__init__"}
+    assert present == set(BATCH_ORDER), f"batch modules not in BATCH_ORDER: {present ^ set(BATCH_ORDER)}"
+    rank = {u: i for i, u in enumerate(BATCH_ORDER)}
+    bad = []
+    for m, n, p, ln in IMPORTS:
+        src, dst = m.split("."), n.split(".")
+        if src[:2] != ["hyperspy_mmdl", "batch"] or dst[:2] != ["hyperspy_mmdl", "batch"]:
+            continue
+        if len(src) < 3 or len(dst) < 3 or dst[2] not in rank:
+            continue  # the package __init__, or a name it defines
+        if src[2] != dst[2] and rank[dst[2]] <= rank[src[2]]:
+            bad.append(f"{_where(p, ln)}  {m} -> {n}")
+    assert not bad, "imports against the order " + " > ".join(BATCH_ORDER) + ":\n" + "\n".join(bad)
