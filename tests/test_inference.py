@@ -106,7 +106,7 @@ def test_checkpoint_loaded_once_and_reloaded_when_file_changes(tmp_path, monkeyp
     c = inf.get_predictor(path, device="cpu")
     assert c is not a and len(calls) == 2
     inf.clear_cache()
-    with pytest.raises(FileNotFoundError, match="model file not found"):
+    with pytest.raises(FileNotFoundError, match="not found"):
         inf.get_predictor(tmp_path / "missing.pt")
 
 

@@ -405,6 +405,13 @@ def _atomic_torch_save(obj, path: Path) -> None:
         raise
 
 
+def _resolve(model) -> Path:
+    """A checkpoint file from a path or a pretrained model's name (:mod:`hyperspy_mmdl.models.pretrained`)."""
+    from hyperspy_mmdl.models.pretrained import resolve
+
+    return resolve(model)
+
+
 def _read_payload(path: Path, map_location="cpu") -> dict:
     import pickle
 
@@ -449,7 +456,7 @@ def _parse_card(path: Path, text: str) -> ModelCard:
 
 def read_card(path) -> ModelCard:
     """Read only the model card of a checkpoint (the weights are loaded too, on CPU)."""
-    path = Path(path)
+    path = _resolve(path)
     return _parse_card(path, _read_payload(path)["card"])
 
 
@@ -475,7 +482,8 @@ def load_checkpoint(path, device="cpu", model=None, task: str | None = None):
     Parameters
     ----------
     path : str or Path
-        The model file.
+        The model file, or the name of a pretrained model
+        (:func:`hyperspy_mmdl.models.list_pretrained`).
     device : str or torch.device
         Where to put the model (``"cpu"``, ``"cuda"``, ``"mps"``).
     model : torch.nn.Module, optional
@@ -506,7 +514,7 @@ def load_checkpoint(path, device="cpu", model=None, task: str | None = None):
     --------
     >>> net, card = load_checkpoint("n2v.pt", task="denoise")  # doctest: +SKIP
     """
-    path = Path(path)
+    path = _resolve(path)
     payload = _read_payload(path)
     card = _parse_card(path, payload["card"])
     if task is not None:

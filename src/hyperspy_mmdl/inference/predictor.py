@@ -215,9 +215,9 @@ def get_predictor(model, device="auto", amp=None) -> Predictor:
     if isinstance(model, (tuple, list)) and len(model) == 2:
         return Predictor(model[0], model[1], device=device, amp=amp)
     if isinstance(model, (str, Path)):
-        path = Path(model).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}")
+        from ..models.pretrained import resolve
+
+        path = resolve(Path(model).expanduser()).resolve()
         dev = select_device(device)
         key = (str(path), path.stat().st_mtime_ns, str(dev), amp)
         with _CACHE_LOCK:

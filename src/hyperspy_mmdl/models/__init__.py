@@ -29,9 +29,10 @@ from . import (
     vgg,  # noqa: F401
 )
 from . import unet as _unet
+from .pretrained import list_pretrained
 from .registry import create, list_models, model_entry, register_model
 from .unet import unet_boundary as _unet_boundary
 
 register_model("unet_boundary", input_size=(1, 256, 256), num_classes=1)(_unet_boundary)
 
-__all__ = ["create", "list_models", "model_entry", "register_model"]
+__all__ = ["create", "list_models", "list_pretrained", "model_entry", "register_model"]
