@@ -24,9 +24,18 @@ Every routine follows the ImageJ source at tag ``v1.53t`` (commit 35c12e32):
   ``atan2((y1−y2)·ph, (x2−x1)·pw)`` with point 1 the left end, folded into
   [0, 180), and MinFeret by rotating calipers (minimum over hull edges of the
   largest perpendicular distance).
-* :func:`ellipse` — ``ij/process/EllipseFitter.java`` (moments of pixel
-  centres plus ``0.08333333·n`` for the pixel extent, area-equalised axes) and
-  ``ij/process/ImageStatistics.java`` ``fitEllipse`` (L243).
+* :func:`ellipse_fitter` — ``ij/process/EllipseFitter.java`` statement for
+  statement: ``computeSums`` (integer sums of the mask pixels relative to the
+  bounding rectangle, from :func:`raster_sums` via :func:`bbox_sums`),
+  ``getMoments`` (``+ 0.08333333·bitCount`` for the pixel extent) and
+  ``getEllipseParam`` with its quirks (``atan``, not ``atan2``; ``HALFPI =
+  1.5707963267949``; the ``a12 == 0`` branch; area-equalised axes), and the
+  rectangle's ellipse of particles without a mask (one pixel wide or high).
+  The floating-point operations run in ImageJ's order: on mirror-symmetric
+  particles the cross moment cancels to 0 or ±1 ulp, and which of the two
+  decides the branch (and, through ``HALFPI``, the axes and a ~1e-14 angle).
+  ``ij/process/ImageStatistics.java`` ``fitEllipse`` (L244) scales by the
+  pixel width.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["outline_measures", "ellipse", "raster_sums"]
+__all__ = ["outline_measures", "ellipse_fitter", "ellipse_of_moments", "bbox_sums", "raster_sums", "component_starts"]
 
 _UP, _LEFT, _DOWN, _RIGHT = 0, 1, 2, 3
 
@@ -294,15 +303,17 @@ def outline_measures(lab, starts, values, groups, pw, ph, max_vertices):
 
 @numba.njit(cache=True, nogil=True)
 def raster_sums(lab, index, nrows):
-    """Per-label pixel sums in one raster scan.
+    """Per-label pixel sums and bounding boxes in one raster scan.
 
     ``index[value]`` is the output row of a label value (−1: skip). Returns
-    ``(sums, first)``: ``sums[:, :]`` = n, Σx, Σy, Σx², Σy², Σxy (pixel indices,
-    relative to the first pixel for accuracy) plus the first pixel's x, y and a
-    border flag; ``first`` = flat index of the first pixel of every row.
+    ``(sums, first)``: ``sums`` (int64, exact) has the columns n, Σx, Σy, Σx²,
+    Σy², Σxy (pixel indices relative to the first pixel), the first pixel's x
+    and y, a border flag, and the bounding box's min x, max x and max y (its
+    min y is the first pixel's y); ``first`` = flat index of the first pixel of
+    every row.
     """
     h, w = lab.shape
-    sums = np.zeros((nrows, 9), dtype=np.float64)
+    sums = np.zeros((nrows, 12), dtype=np.int64)
     first = np.full(nrows, -1, dtype=np.int64)
     for y in range(h):
         for x in range(w):
@@ -316,6 +327,8 @@ def raster_sums(lab, index, nrows):
                 first[r] = y * w + x
                 sums[r, 6] = x
                 sums[r, 7] = y
+                sums[r, 9] = x
+                sums[r, 10] = x
             dx = x - sums[r, 6]
             dy = y - sums[r, 7]
             sums[r, 0] += 1
@@ -326,70 +339,202 @@ def raster_sums(lab, index, nrows):
             sums[r, 5] += dx * dy
             if x == 0 or y == 0 or x == w - 1 or y == h - 1:
                 sums[r, 8] = 1
+            if x < sums[r, 9]:
+                sums[r, 9] = x
+            if x > sums[r, 10]:
+                sums[r, 10] = x
+            sums[r, 11] = y
     return sums, first
 
 
-def ellipse(n, mx2, my2, mxy, bw, bh):
-    """ImageJ's EllipseFitter on central moments, vectorised over particles.
+def bbox_sums(sums):
+    """EllipseFitter.computeSums from :func:`raster_sums`' rows, exactly.
 
-    Parameters
-    ----------
-    n : ndarray
-        Pixel counts.
-    mx2, my2, mxy : ndarray
-        Central second moments (pixel units, y down) including the pixel
-        extent: EllipseFitter.getMoments adds ``0.08333333`` to the variances
-        of the pixel centres.
-    bw, bh : ndarray
-        Bounding-box width and height in pixels. Particles one pixel wide or
-        high have no mask in ImageJ (``ParticleAnalyzer`` only sets a mask when
-        ``width>1 && height>1``); their axes are ``2w/√π`` and ``2h/√π``.
+    ImageJ sums the mask pixels' indices relative to the particle's bounding
+    rectangle (``ip.getRoi()``). The sums of :func:`raster_sums` are relative
+    to the first pixel, whose row is the rectangle's top; shifting them by
+    ``c = first x − left`` is exact in integers: Σx' = Σdx + n·c,
+    Σx'² = Σdx² + 2c·Σdx + n·c², Σx'y' = Σdxdy + c·Σdy.
 
     Returns
     -------
-    major, minor, angle : ndarray
-        Axes in pixels (area-equalised: π/4·major·minor = n) and the angle in
-        degrees, counter-clockwise from +x with y up, in [0, 180).
+    (L, 10) int64
+        n, Σx, Σy, Σx², Σy², Σxy (relative to the rectangle), left, top,
+        width, height.
     """
-    n = np.asarray(n, dtype=np.float64)
-    x2, y2, xy = mx2, my2, mxy
-    m4 = 4.0 * np.abs(y2 * x2 - xy * xy)
-    m4 = np.where(m4 < 0.000001, 0.000001, m4)
-    a11 = y2 / m4
-    a12 = xy / m4
-    a22 = x2 / m4
+    s = np.asarray(sums, dtype=np.int64)
+    n, sdx, sdy, sdx2, sdy2, sdxy = (s[:, i] for i in range(6))
+    left, top = s[:, 9], s[:, 7]
+    c = s[:, 6] - left
+    out = np.empty((len(s), 10), dtype=np.int64)
+    out[:, 0] = n
+    out[:, 1] = sdx + n * c
+    out[:, 2] = sdy
+    out[:, 3] = sdx2 + 2 * c * sdx + n * c * c
+    out[:, 4] = sdy2
+    out[:, 5] = sdxy + c * sdy
+    out[:, 6] = left
+    out[:, 7] = top
+    out[:, 8] = s[:, 10] - left + 1
+    out[:, 9] = s[:, 11] - top + 1
+    return out
+
+
+# EllipseFitter's constants, as written there (neither is the double nearest to π/2 or √π)
+_HALFPI = 1.5707963267949
+_SQRT_PI = 1.772453851
+
+
+@numba.njit(cache=True, nogil=True)
+def _ellipse_param(bit_count, u20, u02, u11):
+    """EllipseFitter.getEllipseParam from the central moments on: (major, minor, angle).
+
+    Statement for statement, including its quirks: ``atan`` (not ``atan2``)
+    of ``2·a12 / (a11 − a22)``, the constant ``HALFPI = 1.5707963267949``, the
+    ``a12 == 0`` branch that swaps ``a11`` and ``a22``, the ``0.000001``
+    guards, and the final scaling of both axes to the area ``bit_count``.
+    """
+    m4 = 4.0 * abs(u02 * u20 - u11 * u11)
+    if m4 < 0.000001:
+        m4 = 0.000001
+    a11 = u02 / m4
+    a12 = u11 / m4
+    a22 = u20 / m4
     tmp = a11 - a22
-    tmp = np.where(tmp == 0.0, 0.000001, tmp)
-    half_pi = math.pi / 2
-    theta = np.arctan2(2.0 * a12, tmp) / 2.0
-    theta = np.where(theta < 0.0, theta + half_pi, theta)
-    pos = a12 > 0.0
-    zero = a12 == 0.0
-    theta = np.where(pos, theta + half_pi, theta)
-    swap = zero & (a22 > a11)
-    theta = np.where(swap, 0.0, theta)
-    theta = np.where(zero & ~swap & (a11 != a22), half_pi, theta)
-    a11, a22 = np.where(swap, a22, a11), np.where(swap, a11, a22)
-    s = np.sin(theta)
-    s = np.where(s == 0.0, 0.000001, s)
-    z = a12 * np.cos(theta) / s
-    major = np.sqrt(1.0 / np.abs(a22 + z))
-    minor = np.sqrt(1.0 / np.abs(a11 - z))
-    scale = np.sqrt(n / (math.pi * major * minor))  # equalise areas
+    if tmp == 0.0:
+        tmp = 0.000001
+    theta = 0.5 * math.atan(2.0 * a12 / tmp)
+    if theta < 0.0:
+        theta += _HALFPI
+    if a12 > 0.0:
+        theta += _HALFPI
+    elif a12 == 0.0:
+        if a22 > a11:
+            theta = 0.0
+            tmp = a22
+            a22 = a11
+            a11 = tmp
+        elif a11 != a22:
+            theta = _HALFPI
+    tmp = math.sin(theta)
+    if tmp == 0.0:
+        tmp = 0.000001
+    z = a12 * math.cos(theta) / tmp
+    major = math.sqrt(1.0 / abs(a22 + z))
+    minor = math.sqrt(1.0 / abs(a11 - z))
+    scale = math.sqrt(bit_count / (math.pi * major * minor))  # equalize areas
     major = major * scale * 2.0
     minor = minor * scale * 2.0
     angle = 180.0 * theta / math.pi
-    angle = np.where(angle == 180.0, 0.0, angle)
-    major, minor = np.maximum(major, minor), np.minimum(major, minor)
-    # particles one pixel wide or high: no mask, the ellipse of the bounding rectangle
-    thin = ((bw <= 1) | (bh <= 1)) & (n == bw * bh)
-    if np.any(thin):
-        rw = 2.0 * bw / math.sqrt(math.pi)
-        rh = 2.0 * bh / math.sqrt(math.pi)
-        major = np.where(thin, np.maximum(rw, rh), major)
-        minor = np.where(thin, np.minimum(rw, rh), minor)
-        angle = np.where(thin, np.where(rw < rh, 90.0, 0.0), angle)
+    if angle == 180.0:
+        angle = 0.0
+    if major < minor:
+        tmp = major
+        major = minor
+        minor = tmp
     return major, minor, angle
+
+
+@numba.njit(cache=True, nogil=True)
+def ellipse_fitter(bsums, masked):
+    """ImageJ 1.53t's EllipseFitter on every particle: major, minor, angle and centre.
+
+    A port of ``ij/process/EllipseFitter.java`` (``getEllipseParam``,
+    ``computeSums``, ``getMoments``) with ImageJ's floating-point operations in
+    ImageJ's order, so that cancellations come out the same: the moments of a
+    mirror-symmetric particle are zero in exact arithmetic, and what ImageJ's
+    ``xy − x1·y1`` leaves of them (0 or ±1 ulp) picks the branch and, through
+    ``HALFPI``, the axes.
+
+    Parameters
+    ----------
+    bsums : (L, 10) int64
+        :func:`bbox_sums` rows: n, Σx, Σy, Σx², Σy², Σxy relative to the
+        bounding rectangle, left, top, width, height. Integer sums are what
+        ``computeSums`` accumulates (exactly, in doubles) row by row from the
+        bit count and x-sum of each mask line.
+    masked : (L,) bool
+        Whether ImageJ has a mask for the particle: the particle analyzer sets
+        one only when the rectangle is wider and higher than one pixel
+        (``ParticleAnalyzer.analyzeParticle``); without it the ellipse is the
+        rectangle's (``2·width/√π``, ``2·height/√π``, angle 0 or 90).
+
+    Returns
+    -------
+    (L, 5) float64
+        Major, minor (pixels), angle (degrees, [0, 180)), and the centre x, y
+        (pixels from the image corner: ImageJ's X, Y before calibration).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> b = np.zeros((4, 4), np.int32); b[0:2, 0:4] = 1; b[2, 1:3] = 1
+    >>> sums, _ = raster_sums(b, np.arange(2), 2)
+    >>> ellipse_fitter(bbox_sums(sums[1:]), np.array([True]))[0, :2].round(6)
+    array([4.110886, 3.097239])
+    """
+    nrows = bsums.shape[0]
+    out = np.empty((nrows, 5), dtype=np.float64)
+    for r in range(nrows):
+        left = bsums[r, 6]
+        top = bsums[r, 7]
+        width = bsums[r, 8]
+        height = bsums[r, 9]
+        if not masked[r]:
+            major = (width * 2) / _SQRT_PI
+            minor = (height * 2) / _SQRT_PI
+            angle = 0.0
+            if major < minor:
+                tmp = major
+                major = minor
+                minor = tmp
+                angle = 90.0
+            out[r, 0] = major
+            out[r, 1] = minor
+            out[r, 2] = angle
+            out[r, 3] = left + width / 2.0
+            out[r, 4] = top + height / 2.0
+            continue
+        bit_count = bsums[r, 0]
+        xsum = float(bsums[r, 1])
+        ysum = float(bsums[r, 2])
+        x2sum = float(bsums[r, 3])
+        y2sum = float(bsums[r, 4])
+        xysum = float(bsums[r, 5])
+        # getMoments
+        x2sum += 0.08333333 * bit_count
+        y2sum += 0.08333333 * bit_count
+        n = float(bit_count)
+        x1 = xsum / n
+        y1 = ysum / n
+        x2 = x2sum / n
+        y2 = y2sum / n
+        xy = xysum / n
+        u20 = x2 - (x1 * x1)
+        u02 = y2 - (y1 * y1)
+        u11 = xy - x1 * y1
+        major, minor, angle = _ellipse_param(bit_count, u20, u02, u11)
+        out[r, 0] = major
+        out[r, 1] = minor
+        out[r, 2] = angle
+        out[r, 3] = left + x1 + 0.5
+        out[r, 4] = top + y1 + 0.5
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def ellipse_of_moments(n, u20, u02, u11):
+    """:func:`_ellipse_param` over arrays of central moments (no ImageJ counterpart).
+
+    For the non-square-pixel convention of :mod:`~hyperspy_mmdl.grains.measure`
+    (ImageJ reports Major = Minor = 0 there): moments in units of
+    ``√(sx·sy)``, pixel extent included, axes scaled to the area ``n``.
+    Returns (L, 3): major, minor, angle.
+    """
+    out = np.empty((n.shape[0], 3), dtype=np.float64)
+    for r in range(n.shape[0]):
+        out[r, 0], out[r, 1], out[r, 2] = _ellipse_param(n[r], u20[r], u02[r], u11[r])
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

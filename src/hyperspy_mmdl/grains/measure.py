@@ -170,7 +170,7 @@ def _outlines(outline_measures, lab, starts, values, groups, pw, ph, max_vertice
 
 
 def _measure_imagej(lab, cal):
-    from ._imagej import component_starts, ellipse, outline_measures, raster_sums
+    from ._imagej import bbox_sums, component_starts, ellipse_fitter, ellipse_of_moments, outline_measures, raster_sums
 
     sy, sx = cal.pixel_size
     lab, top, original = _label_index(lab)
@@ -182,14 +182,9 @@ def _measure_imagej(lab, cal):
     present = np.flatnonzero(sums[:, 0] > 0)
     present = present[present > 0]
     sums, first = sums[present], first[present]
-    n = sums[:, 0]
-    mean_x = sums[:, 1] / n
-    mean_y = sums[:, 2] / n
-    mx2 = sums[:, 3] / n - mean_x ** 2
-    my2 = sums[:, 4] / n - mean_y ** 2
-    mxy = sums[:, 5] / n - mean_x * mean_y
-    cx = sums[:, 6] + mean_x
-    cy = sums[:, 7] + mean_y
+    bsums = bbox_sums(sums)  # EllipseFitter's sums, relative to the bounding rectangle
+    n = sums[:, 0].astype(np.float64)
+    bw, bh = bsums[:, 8], bsums[:, 9]
 
     # 8-connected pieces of each label: normally one, whose first pixel is the label's first pixel
     cfirst = component_starts(lab)
@@ -207,26 +202,38 @@ def _measure_imagej(lab, cal):
     out = _outlines(outline_measures, lab, starts.astype(np.int64), present.astype(np.int64), groups,
                     float(sx), float(sy), max_vertices)
     perimeter, feret, feret_angle, min_feret = out[:, 0], out[:, 1], out[:, 2], out[:, 3]
-    hull_area, bw, bh = out[:, 6], out[:, 7], out[:, 8]
+    hull_area = out[:, 6]
 
     area = n * sx * sy
-    if cal.is_square:
-        # EllipseFitter.getMoments: x2sum += 0.08333333 * bitCount
-        major, minor, angle = ellipse(n, mx2 + 0.08333333, my2 + 0.08333333, mxy, bw, bh)
-        major, minor = major * sx, minor * sx
+    # ParticleAnalyzer sets no mask on particles one pixel wide or high (the ellipse of their rectangle); a label
+    # of several pieces (not an ImageJ particle) is fitted on its pixels
+    masked = ~(((bw <= 1) | (bh <= 1)) & (sums[:, 0] == bw * bh))
+    fit = ellipse_fitter(bsums, masked)
+    cx, cy = fit[:, 3], fit[:, 4]  # EllipseFitter's xCenter, yCenter: ImageJ's X, Y when "fit ellipse" is on
+    if cal.is_square:  # ImageStatistics.fitEllipse: major = ef.major * pw
+        major, minor, angle = fit[:, 0] * sx, fit[:, 1] * sx, fit[:, 2]
     else:  # ellipse of the calibrated moments (ImageJ: Major = Minor = 0), in units u = sqrt(sx*sy)
         rx, ry = math.sqrt(sx / sy), math.sqrt(sy / sx)
-        major, minor, angle = ellipse(n, (mx2 + 1 / 12) * rx * rx, (my2 + 1 / 12) * ry * ry, mxy, bw * rx, bh * ry)
+        mean_x, mean_y = bsums[:, 1] / n, bsums[:, 2] / n
+        u20 = (bsums[:, 3] / n - mean_x ** 2 + 1 / 12) * rx * rx
+        u02 = (bsums[:, 4] / n - mean_y ** 2 + 1 / 12) * ry * ry
+        u11 = bsums[:, 5] / n - mean_x * mean_y
+        e = ellipse_of_moments(n, u20, u02, u11)
+        major, minor, angle = e[:, 0], e[:, 1], e[:, 2]
+        rw, rh = 2.0 * bw * rx / math.sqrt(math.pi), 2.0 * bh * ry / math.sqrt(math.pi)  # no mask: the rectangle's
+        major = np.where(masked, major, np.maximum(rw, rh))
+        minor = np.where(masked, minor, np.minimum(rw, rh))
+        angle = np.where(masked, angle, np.where(rw < rh, 90.0, 0.0))
         major, minor = major * math.sqrt(sx * sy), minor * math.sqrt(sx * sy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        circ = np.where(perimeter > 0, 4 * math.pi * area / perimeter ** 2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # Analyzer.saveResults, in its order of operations
+        circ = np.where(perimeter > 0, 4.0 * math.pi * (area / (perimeter * perimeter)), 0.0)
         circ = np.minimum(circ, 1.0)
         ar = major / minor
-        roundness = 4 * area / (math.pi * major ** 2)
+        roundness = 4.0 * area / (math.pi * major * major)
         solidity = np.where(hull_area > 0, n / hull_area, np.nan)
     labels_out = present if original is None else original[present]
     return {
-        "label": labels_out, "area": area, "centroid_x": (cx + 0.5) * sx, "centroid_y": (cy + 0.5) * sy,
+        "label": labels_out, "area": area, "centroid_x": cx * sx, "centroid_y": cy * sy,
         "perimeter": perimeter, "major_axis": major, "minor_axis": minor, "angle": angle,
         "circularity": circ, "feret": feret, "feret_angle": feret_angle, "min_feret": min_feret,
         "aspect_ratio": ar, "roundness": roundness, "solidity": solidity, "ecd": 2 * np.sqrt(area / math.pi),
