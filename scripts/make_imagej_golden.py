@@ -169,7 +169,7 @@ def _random_half(rng, h, w):
 
 
 def symmetric_particle(rng, size=14):
-    """A random particle whose cross moment Σ(x−x̄)(y−ȳ) is exactly zero, or that is symmetric about a diagonal."""
+    """A random particle with a cross moment Σ(x−x̄)(y−ȳ) of exactly zero, or symmetric about a diagonal."""
     kind = rng.choice(["rows", "rows", "mirror", "mirror", "diagonal", "rect", "ring", "rows_holes"])
     for _ in range(100):
         if kind in ("rows", "rows_holes"):  # runs centred on one vertical line (the issue's 4-4-2 particle)

@@ -16,9 +16,10 @@ Every routine follows the ImageJ source at tag ``v1.53t`` (commit 35c12e32):
   runs of unit-length sides only every other vertex counts as a corner. The
   result depends on the first vertex of the polygon, which is why the Wand start
   is reproduced exactly.
-* :func:`_convex_hull` — ``PolygonRoi.getConvexHull`` (gift wrapping from the
-  top-most, then left-most vertex); only the vertex order matters here, it
-  decides ties of the Feret angle.
+* :func:`_convex_hull` — ``Roi.getFloatConvexHull`` →
+  ``ij/process/FloatPolygon.java`` ``getConvexHull`` (gift wrapping from the
+  top-most, then left-most vertex, collinear points dropped); only the vertex
+  order matters here, it decides ties of the Feret angle.
 * :func:`_feret` — ``ij/gui/Roi.java`` ``getFeretValues`` (L370): the largest
   hull-vertex distance (first pair in hull order on ties), the Feret angle
   ``atan2((y1−y2)·ph, (x2−x1)·pw)`` with point 1 the left end, folded into
