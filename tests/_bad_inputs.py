@@ -188,7 +188,7 @@ def dm_dimension_offsets(path: Path):
         run.append((pos, et, v))
         last = pos
     runs.append(run)
-    best = max(runs, key=lambda rr: int(np.prod([v for _, _, v in rr])))
+    best = max(reversed(runs), key=lambda rr: int(np.prod([v for _, _, v in rr])))  # the last: not a thumbnail
     return best, r.endian
 
 
@@ -799,6 +799,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="")
     p.add_argument("--entries", default="")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--plan", default="", help="JSON file: {case id: [entry, ...]}; no controls are run")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _preimport()
@@ -809,6 +810,14 @@ def main(argv=None) -> int:
         sources = {c.source for c in picked}
         cases = picked + [c for c in cases if not c.damaged and c.source in sources]
     entries = tuple(a.entries.split(",")) if a.entries else None
+    if a.plan:
+        plan = json.loads(Path(a.plan).read_text())
+        every = {c.id: c for c in make_cases(full=True)}
+        cases = []
+        for cid, ents in plan.items():
+            c = every[cid]
+            c.entries = tuple(ents)
+            cases.append(c)
     with tempfile.TemporaryDirectory(prefix="mmdl-bad-") as tmp:
         records = run_all(cases, Path(tmp), entries,
                           log=(lambda m: print(m, file=sys.stderr, flush=True)) if a.verbose else None)
