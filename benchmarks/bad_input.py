@@ -57,7 +57,17 @@ def main() -> int:
     p.add_argument("--only", default="", help="comma-separated case ids")
     p.add_argument("--entries", default="", help="comma-separated entry points")
     p.add_argument("--details", action="store_true", help="list every case that is not clear/intact")
+    p.add_argument("--plan", default="", help="JSON {case id: [entry, ...]} (no controls)")
+    p.add_argument("--records", default="", help="tabulate stored records (classified again) instead of running")
     a = p.parse_args()
+    if a.records:
+        from _bad_inputs import reclassify
+
+        records = reclassify(json.loads(Path(a.records).read_text()))
+        print(table(records))
+        if a.details:
+            _details(records)
+        return 0
     env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_ARENA_MAX="2",
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,16 +76,21 @@ def main() -> int:
         cmd += ["--full"] if a.full else []
         cmd += ["--only", a.only] if a.only else []
         cmd += ["--entries", a.entries] if a.entries else []
+        cmd += ["--plan", a.plan] if a.plan else []
         subprocess.run(cmd, check=True, env=env)
         records = json.loads(out.read_text())
     print(table(records))
     if a.details:
-        for r in records:
-            if r.get("damaged", True) and r["outcome"] not in ("clear", "intact", "declined"):
-                res = r.get("result") or {}
-                why = r.get("message") or res.get("stderr", "")[-200:] or json.dumps(res)[:200]
-                print(f"  {r['outcome']:9s} {r['entry']:14s} {r['case']:32s} {why[:160]!r}")
+        _details(records)
     return 0
+
+
+def _details(records) -> None:
+    for r in records:
+        if r.get("damaged", True) and r["outcome"] not in ("clear", "intact", "declined"):
+            res = r.get("result") or {}
+            why = r.get("message") or res.get("upstream") or res.get("stderr", "")[-200:] or json.dumps(res)[:200]
+            print(f"  {r['outcome']:9s} {r['entry']:14s} {r['case']:32s} {why[:160]!r}")
 
 
 if __name__ == "__main__":

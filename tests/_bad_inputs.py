@@ -711,7 +711,8 @@ def classify(out: dict, control: dict | None, case: Case) -> str:
         if failed:
             errs = [it.get("error") or "" for it in failed_items] + [e.get("error") or "" for e in
                                                                       res.get("inputs", []) if e.get("error")]
-            lines = [ln for ln in res.get("stderr", "").splitlines() if "fail" in ln or "error" in ln]
+            lines = [ln for ln in res.get("stderr", "").splitlines()
+                     if ln.startswith("failed:") or "error:" in ln]  # not the "N of M file(s) failed" tally
             msgs = errs or lines
             if not msgs:
                 return "unhelpful"
@@ -740,6 +741,8 @@ def classify(out: dict, control: dict | None, case: Case) -> str:
         return "silent"
     if warned and case.damaged:
         return "clear"
+    if case.id.startswith("values-") and entry in ("io", "napari"):
+        return "intact"  # reading bad values is right: they are judged where the analysis starts
     if control is not None and control.get("status") == "ok":
         ref = control.get("result", {})
         keys = {"io": ("shape", "calibration", "digest", "lazy_shape", "lazy_digest"),
@@ -748,6 +751,16 @@ def classify(out: dict, control: dict | None, case: Case) -> str:
         if all(res.get(k) == ref.get(k) for k in keys):
             return "intact"
     return "silent" if case.damaged else "intact"
+
+
+def reclassify(records: list[dict]) -> list[dict]:
+    """Outcomes computed again (after a change of :func:`classify`) from stored records."""
+    every = {c.id: c for c in make_cases(full=True)}
+    controls = {(every[r["case"]].source, r["entry"]): r for r in records if not r.get("damaged", True)}
+    for r in records:
+        case = every[r["case"]]
+        r["outcome"] = classify(r, controls.get((case.source, r["entry"])), case)
+    return records
 
 
 def run_all(cases: list[Case], folder: Path, entries=None, log=None) -> list[dict]:

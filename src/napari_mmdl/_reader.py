@@ -30,8 +30,10 @@ LAZY_BYTES = 64 * 2**20
 def get_reader(path):
     """Return :func:`read_micrograph` for a file we read, else None.
 
-    For ``.tif``/``.tiff`` the file is opened (lazily when large) to see whether it carries
-    a calibration; without one napari's builtin reader is a better choice.
+    For ``.tif``/``.tiff`` the headers are checked (:func:`hyperspy_mmdl.io.check_file`) and the
+    file is opened lazily, metadata only, to see whether it carries a calibration; without one
+    napari's builtin reader is a better choice. A damaged TIFF (truncated, dimensions its data
+    cannot hold, not a regular file) gets a reader that raises the :class:`ReadError` saying so.
     """
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
