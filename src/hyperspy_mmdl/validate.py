@@ -124,6 +124,8 @@ def check_frame(image, *, what: str = "the image", warn: bool = True) -> Checked
     if a.dtype.names is not None:  # structured RGB: the colour module handles it; shape only
         _shape_check(a.shape, what)
         return CheckedFrame(image=a)
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise ImageError(f"{what}: expected a 2-D image or an (H, W, 3|4) colour image, got shape {a.shape}")
     _shape_check(a.shape, what)
     colour = a.ndim == 3
     out = CheckedFrame(image=a)
