@@ -62,7 +62,7 @@ QUICK_PLAN = {
     "device.dm3": FILE_QUICK,
     "trunc-half-zspy-chunk": FILE_QUICK,
     # bad values in real-data files
-    "values-nan10": ("analyze", "hyperspy"),
+    "values-nan10": ("analyze", "batch"),
     "values-constant": ("analyze",),
     "values-1x256": ("analyze",),
     "values-allnan": ("analyze",),
