@@ -87,3 +87,24 @@ def test_from_signal_round_trip():
     data = np.zeros((3, 8, 9), dtype=np.float32)
     s = hs.signals.Signal2D(data, axes=cal.to_axes(data.shape))
     assert Calibration.from_signal(s) == cal
+
+
+def test_unit_strings_and_underflowing_pixels_refused():
+    from hyperspy_mmdl.calibration import is_known_unit
+    from hyperspy_mmdl.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match="'furlong-ish' .* not a unit pint knows"):
+        Calibration.from_pixel_size(10, "furlong-ish")
+    with pytest.raises(CalibrationError, match="underflows to 0"):
+        Calibration.from_pixel_size(1e-300, "nm")
+    with pytest.raises(CalibrationError, match="underflows"):
+        Calibration.from_pixel_size(1e-160, "m")  # 1e-151 nm: its area is 0 in floating point
+    with pytest.raises(CalibrationError, match="finite and positive"):
+        Calibration.from_pixel_size(float("nan"), "nm")
+    assert is_known_unit("Å") and is_known_unit("1/nm") and not is_known_unit("furlong-ish")
+    # still fine: ordinary and extreme-but-representable pixel sizes keep their area
+    cal = Calibration.from_pixel_size(1e-12, "m")
+    assert cal.pixel_area > 0
+    # a file's unknown unit makes the axes pixels (io warns that the file is uncalibrated)
+    axes = [dict(index_in_array=0, scale=2.0, units="furlong-ish"), dict(index_in_array=1, scale=2.0, units="nm")]
+    assert not Calibration.from_axes(axes).is_calibrated

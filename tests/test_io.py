@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,3 +327,85 @@ def test_dm_dtype_table(shared, dim):
                 np.testing.assert_allclose(img.data, expected, err_msg=str(path))
             n += 1
     assert n == 26
+
+
+# ----------------------------------------------------------------------------- reading defensively
+def test_headers_checked_before_allocating(tmp_path, shared, monkeypatch):
+    """What a header claims is compared with the file (and the memory) before any pixel is read."""
+    import struct
+    import sys
+
+    import tifffile
+
+    import hyperspy_mmdl.io as mmdl_io
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _bad_inputs import _dm_dims_patch
+
+    fei = shared("rosettasciio_dm_tiff", "tiff", "sem_FEI_Helios", "FEI-Helios-Ebeam-16bits.tif")
+    huge = tmp_path / "huge.tif"
+    huge.write_bytes(fei.read_bytes())
+    with tifffile.TiffFile(huge) as tif:
+        offs = [tif.pages[0].tags[c].valueoffset for c in (256, 257)]
+    with open(huge, "r+b") as fh:
+        for off in offs:
+            fh.seek(off)
+            fh.write(struct.pack("<H", 60000))
+    for lazy in (False, True):
+        with pytest.raises(MicrographReadError, match=r"claims 60000×60000 pixels .* hold 482304 bytes"):
+            load(huge, lazy=lazy)
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(fei.read_bytes()[:-1])
+    with pytest.raises(MicrographReadError, match=r"truncated .* FEI metadata .* 1 bytes are missing; the calibration"):
+        load(cut)
+    # DM: dimensions patched to 10×10, a 66-frame stack patched to 10⁶ frames
+    dims10 = _dm_dims_patch("nonsq_dm3", {0: 10, 1: 10}, "dims10.dm3")(tmp_path)
+    with pytest.raises(MicrographReadError, match=r"claims dimensions 10×10 \(100 values\) but its data block holds"):
+        load(dims10, lazy=True)
+    frames = _dm_dims_patch("stack_dm4", {-1: 10**6}, "frames.dm4")(tmp_path)
+    with pytest.raises(MicrographReadError, match=r"64×65×1000000 .* holds 274560 values"):
+        load(frames, lazy=True)
+    # an ImageJ stack cut inside its second frame
+    ij = shared("rosettasciio_dm_tiff", "tiff", "test_loading_image_saved_with_imageJ_stack.tif")
+    cut_ij = tmp_path / "ij.tif"
+    cut_ij.write_bytes(ij.read_bytes()[: 76494 + 18496 + 9000])
+    with pytest.raises(MicrographReadError, match="truncated"):
+        load(cut_ij, lazy=True)
+    # a NUL-filled MRC, a FIFO
+    mrc = tmp_path / "nul.mrc"
+    mrc.write_bytes(bytes(4096))
+    with pytest.raises(MicrographReadError, match=r"claims a 0×0×0 image"):
+        load(mrc)
+    fifo = tmp_path / "pipe.dm4"
+    os.mkfifo(fifo)
+    with pytest.raises(MicrographReadError, match=r"not a regular file \(a FIFO"):
+        _run_with_timeout(lambda: load(fifo))
+    # memory: an eager read larger than what is available is refused, a lazy one is fine
+    stack = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")  # 66 frames of 8320 bytes
+    monkeypatch.setattr(mmdl_io, "memory_available", lambda: 100_000)
+    with pytest.raises(MicrographReadError, match="needs 536 KiB|needs 549120 bytes|read it lazily"):
+        load(stack)
+    assert load(stack, lazy=True).is_lazy
+
+
+def test_late_read_errors_name_the_file_and_frames(tmp_path, shared):
+    """A file damaged after a lazy open: computing a frame raises a ReadError naming it."""
+    src = shared("ncempy_dm", "dmTest_3D_int16_64,65,66.dm4")
+    path = tmp_path / "stack.dm4"
+    path.write_bytes(src.read_bytes())
+    img = load(path, lazy=True)
+    np.testing.assert_array_equal(np.asarray(img.data[65]), load(src).data[65])  # guarded reads are exact
+    path.write_bytes(src.read_bytes()[:100_000])  # truncated after opening
+    with pytest.raises(MicrographReadError) as info:
+        np.asarray(img.data[65])
+    assert str(path) in str(info.value) and "frame" in str(info.value)
+
+
+def test_missing_zarr_chunk_refused(tmp_path):
+    data = np.arange(3 * 32 * 32, dtype=np.uint16).reshape(3, 32, 32)
+    store = save(tmp_path / "s.zspy", data, Calibration.from_pixel_size(5, "nm").with_frames())
+    assert load(store).data.shape == (3, 32, 32)
+    chunk = sorted(p for p in store.rglob("*") if p.is_file() and p.name[0].isdigit())[-1]
+    chunk.unlink()
+    with pytest.raises(MicrographReadError, match=r"chunks of .* are missing .* read as 0"):
+        load(store, lazy=True)

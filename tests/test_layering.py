@@ -30,7 +30,7 @@ SRC = ROOT / "src"
 #: and no architecture needs the file format.
 ORDER = (
     "cli", "signals", "_frames", "batch", "report", "train", "pipeline", "explain", "inference",
-    "grains", "io", "preprocess", "checkpoint", "models", "synthetic", "tabular", "tables", "calibration",
+    "grains", "io", "preprocess", "validate", "checkpoint", "models", "synthetic", "tabular", "tables", "calibration",
     "errors",
 )
 FRONT_ENDS = {"signals", "cli", "_frames"}

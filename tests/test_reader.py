@@ -74,9 +74,9 @@ def test_reader_bad_input(tmp_path, shared):
 
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             msg = pool.submit(attempt).result(timeout=30)
-        if path.suffix == ".tif" or path.is_dir():
-            assert msg is None, what  # left to napari's builtin reader / not a file
-        else:
+        if path.is_dir():
+            assert msg is None, what  # not a file
+        else:  # a damaged TIFF is reported too, not handed to napari's builtin reader
             assert msg is not None and str(path) in msg, (what, msg)
 
 
@@ -151,3 +151,47 @@ def test_plugin_start_up_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_tiff_probe_reads_no_pixels(shared, monkeypatch):
+    """get_reader's probe of a TIFF opens it lazily (metadata only); reading gives the pixels."""
+    import napari_mmdl._reader as reader_mod
+
+    path = shared("rosettasciio_dm_tiff", "tiff", "sem_FEI_Helios", "FEI-Helios-Ebeam-16bits.tif")
+    calls = []
+    real = reader_mod._load
+    monkeypatch.setattr(reader_mod, "_load", lambda p, lazy=None: calls.append(lazy) or real(p, lazy=lazy))
+    reader = get_reader(str(path))
+    assert reader is not None and calls == [True]  # one probe, lazy
+    data, kwargs, _ = reader(str(path))[0]
+    assert isinstance(data, np.ndarray) and data.shape == (471, 512)  # small: read eagerly on reading
+    assert kwargs["metadata"]["unit"] == "µm"
+
+
+def test_damaged_tiff_reported_not_handed_on(tmp_path, shared):
+    """A truncated calibrated TIFF, a TIFF claiming 60000×60000 pixels and a FIFO named .tif:
+    the reader says what is wrong instead of letting napari's builtin reader try."""
+    import os
+    import struct
+
+    import tifffile
+
+    src = shared("rosettasciio_dm_tiff", "tiff", "sem_FEI_Helios", "FEI-Helios-Ebeam-16bits.tif")
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(src.read_bytes()[:-1])
+    huge = tmp_path / "huge.tif"
+    huge.write_bytes(src.read_bytes())
+    with tifffile.TiffFile(huge) as tif:
+        offs = [tif.pages[0].tags[c].valueoffset for c in (256, 257)]
+    with open(huge, "r+b") as fh:
+        for off in offs:
+            fh.seek(off)
+            fh.write(struct.pack("<H", 60000))
+    fifo = tmp_path / "pipe.tif"
+    os.mkfifo(fifo)
+    for path, words in ((cut, "truncated"), (huge, "60000×60000"), (fifo, "not a regular file")):
+        reader = get_reader(str(path))
+        assert reader is not None, path
+        with pytest.raises(MicrographReadError, match=words) as info:
+            reader(str(path))
+        assert str(path) in str(info.value)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 from .errors import CalibrationError
 
-__all__ = ["Calibration", "normalize_unit", "convert_length", "is_length", "readable_unit", "PIXEL"]
+__all__ = ["Calibration", "normalize_unit", "convert_length", "is_length", "is_known_unit", "readable_unit", "PIXEL"]
 
 PIXEL = "px"
 
@@ -125,6 +126,46 @@ def readable_unit(pixel_size: float, unit: str) -> str:
     return _READABLE[0]
 
 
+def is_known_unit(unit: str) -> bool:
+    """True for pixels and for any unit pint knows (``"nm"``, ``"1/nm"``, ``"s"``, ``"eV"``).
+
+    Example
+    -------
+    >>> is_known_unit("µm"), is_known_unit("px"), is_known_unit("furlong-ish")
+    (True, True, False)
+    """
+    u = normalize_unit(unit)
+    if u == PIXEL:
+        return True
+    try:
+        _ureg().Quantity(1.0, _pint_name(u))
+        return True
+    except Exception:  # noqa: BLE001 - pint raises many kinds for unknown strings
+        return False
+
+
+def _check_image_axes(scale, units) -> None:
+    """Image axes: units pint knows, and pixel areas that floating point can hold (no underflow)."""
+    for u in units:
+        if not is_known_unit(u):
+            raise CalibrationError(f"unit {u!r} of the image axes is not a unit pint knows; use a length unit "
+                                   f"such as 'nm', 'µm' or 'mm' (or 'px' for pixels)")
+    if all(u != PIXEL for u in units) and all(is_length(u) for u in units):
+        area = scale[0] * scale[1]
+        try:
+            area_nm2 = convert_length(scale[0], units[0], "nm") * convert_length(scale[1], units[1], "nm")
+        except CalibrationError:
+            area_nm2 = area
+        # the area of a pixel must be a normal float in its own unit and in nm² (the finest readable
+        # unit): a pixel of 1e-300 nm has an area of 0.0 and every grain would measure 0
+        for a in (area, area_nm2):
+            if not (sys.float_info.min < a < sys.float_info.max):
+                raise CalibrationError(
+                    f"pixel size {scale[0]:g} × {scale[1]:g} {units[0]}: a pixel's area ({a:g} in "
+                    f"{'nm²' if a is area_nm2 else units[0] + '²'}) {'underflows to 0' if a < 1 else 'overflows'} "
+                    f"in floating point; check the calibration (a pixel size of picometres to metres is expected)")
+
+
 def _pint_name(unit: str) -> str:
     return unit.replace("µ", "u").replace("Å", "angstrom")
 
@@ -176,12 +217,17 @@ class Calibration:
 
     def __post_init__(self):
         n = len(tuple(self.scale))
-        scale = tuple(float(s) for s in self.scale)
+        try:
+            scale = tuple(float(s) for s in self.scale)
+        except (TypeError, ValueError):
+            raise CalibrationError(f"pixel sizes must be numbers, got {tuple(self.scale)!r}") from None
         for s in scale:
             if not math.isfinite(s) or s <= 0:
                 raise CalibrationError(f"pixel sizes must be finite and positive, got {scale}")
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "units", tuple(normalize_unit(u) for u in _tuple(self.units, n, None)))
+        if n >= 2:
+            _check_image_axes(scale[-2:], self.units[-2:])
         object.__setattr__(self, "offset", tuple(float(o) for o in _tuple(self.offset, n, lambda i: 0.0)))
         default_names = ("y", "x") if n == 2 else tuple(
             ["frame" if n == 3 else f"axis{i}" for i in range(n - 2)] + ["y", "x"]) if n >= 2 else ("x",)
@@ -212,8 +258,8 @@ class Calibration:
 
         * axes are sorted by ``index_in_array``; the last two are the image
           (named ``y``, ``x``), the others are frames;
-        * a missing, zero, negative or non-finite scale makes that axis
-          uncalibrated (pixels);
+        * a missing, zero, negative or non-finite scale, or a unit string pint
+          does not know, makes that axis uncalibrated (pixels);
         * the image axes get one length unit, readable by magnitude
           (:meth:`readable`): Å × nm or nm × pm images are converted, metres of
           SEM TIFFs become nm or µm.
@@ -243,6 +289,8 @@ class Calibration:
             except (TypeError, ValueError):
                 o = 0.0
             if not math.isfinite(s) or s <= 0:  # an unusable scale: that axis is in pixels
+                s, u, o = 1.0, None, 0.0
+            elif u is not None and not is_known_unit(u):  # a unit string no one knows: pixels, likewise
                 s, u, o = 1.0, None, 0.0
             if not math.isfinite(o):
                 o = 0.0

@@ -9,6 +9,7 @@ well-worded errors from bugs, and tell the kinds apart:
     ``CalibrationError`` (units or pixel sizes that cannot be used; also a ``ValueError``)
     ``CheckpointError`` (a file is not a usable napari-mmdl model; also a ``ValueError``)
     ``WrongTaskError`` (a model of another task than the call needs; also a ``ValueError``)
+    ``ImageError`` (an image that cannot be analysed: empty, too small, no finite pixel; also a ``ValueError``)
 
 Each message names the file (or the model) and the problem.
 
@@ -24,7 +25,7 @@ ReadError film.dm4: the file is empty (0 bytes)
 
 from __future__ import annotations
 
-__all__ = ["MMDLError", "ReadError", "CalibrationError", "CheckpointError", "WrongTaskError"]
+__all__ = ["MMDLError", "ReadError", "CalibrationError", "CheckpointError", "WrongTaskError", "ImageError"]
 
 
 class MMDLError(Exception):
@@ -45,3 +46,7 @@ class CheckpointError(MMDLError, ValueError):
 
 class WrongTaskError(MMDLError, ValueError):
     """A model of another task than the call needs (a segmenter given to ``classify`` ...)."""
+
+
+class ImageError(MMDLError, ValueError):
+    """An image that cannot be analysed: empty, too small to hold a grain, or without a finite pixel."""

@@ -17,6 +17,11 @@ The chain, in order:
 2. **Colour policy** (:mod:`hyperspy_mmdl.preprocess.color`): the BT.601
    luminance for the data bar, preprocessing and the models; the colour kept
    for segmentation.
+0. **Values.** :func:`hyperspy_mmdl.validate.check_frame` refuses empty frames and
+   frames too small to hold a grain; NaN/Inf pixels become invalid area (no grain
+   includes them, the analysed area leaves them out, a warning and a note give
+   their fraction); extreme float ranges are normalised in float64; a constant
+   frame gives 0 grains with a warning and a note.
 3. **Data bar and analysed area.** With ``data_bar=True`` (the default) the
    SEM information strip found by
    :func:`~hyperspy_mmdl.preprocess.databar.find_data_bar` is left out: only
@@ -47,7 +52,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from .calibration import PIXEL, Calibration
-from .errors import CalibrationError
+from .errors import CalibrationError, ImageError
 
 __all__ = [
     "AnalysisParameters",
@@ -389,13 +394,13 @@ def _checked_frame(image) -> np.ndarray:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
         raise ValueError(f"expected one 2-D frame (grey or RGB), got an array of shape {a.shape}")
     if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"the frame is empty (shape {a.shape})")
+        raise ImageError(f"the frame is empty (shape {a.shape}): there is nothing to analyse")
     return a
 
 
 def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
                   analysed_rows: int | None = None, params: AnalysisParameters | None = None,
-                  unit: str | None = None) -> FrameAnalysis:
+                  unit: str | None = None, invalid=None) -> FrameAnalysis:
     """Measure and summarise existing labels of one frame (steps 3 and 5 without segmenting).
 
     Parameters
@@ -414,6 +419,9 @@ def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
         ``convention`` and ``data_bar`` are used.
     unit : str, optional
         Length unit of the results (see :func:`frame_calibration`).
+    invalid : array_like of bool, optional
+        ``(H, W)`` pixels that hold no valid value (NaN/Inf, :func:`hyperspy_mmdl.validate.check_frame`):
+        no grain includes them and they are left out of the analysed area.
 
     Returns
     -------
@@ -430,9 +438,13 @@ def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
     from .grains.measure import measure
     from .grains.summarize import summarize
 
+    from .validate import check_labels, exclude_invalid
+
     params = params or AnalysisParameters()
     cal = frame_calibration(calibration, unit)
-    lab = np.asarray(labels)
+    lab = check_labels(labels)
+    if invalid is not None:
+        lab = exclude_invalid(lab, invalid)
     if lab.ndim != 2:
         raise ValueError(f"expected 2-D labels of one frame, got shape {lab.shape}")
     bar = None
@@ -453,6 +465,9 @@ def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
         lab[analysed_rows:] = 0
     # measured on the analysed rows: their area is the analysed area, grains at the data bar touch the edge
     table = measure(lab[:analysed_rows], cal, convention=params.convention)
+    if invalid is not None and np.any(invalid):  # invalid pixels are not analysed area
+        n_bad = int(np.count_nonzero(np.asarray(invalid, bool)[:analysed_rows]))
+        table.attrs["image_area"] = float(table.attrs["image_area"]) - n_bad * cal.pixel_area
     summary = summarize(table, cal, labels=lab[:analysed_rows])
     notes = [] if cal.is_calibrated else [_NO_CALIBRATION]
     return FrameAnalysis(labels=lab, table=table, summary=summary, calibration=cal,
@@ -491,13 +506,18 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
     """
     from .grains.segment import segment
     from .preprocess.color import split_colour
+    from .validate import check_frame
 
     params = params or AnalysisParameters()
     frame = _checked_frame(image)
+    checked = check_frame(frame, what="the frame")  # empty/tiny frames, NaN/Inf, extreme or constant values
+    frame = checked.image
     cal = frame_calibration(calibration, unit)
     grey, rgb = split_colour(frame)
     rows, bar = _analysed_rows(grey, params)
     info: dict = {"method": "given labels"}
+    if labels is None and checked.constant:
+        labels, info = np.zeros(grey.shape[:2], np.int32), {"method": "none (constant image)"}
     if labels is None:
         seg = grey[:rows] if rgb is None else rgb[:rows]
         if params.denoise or params.normalize:
@@ -507,7 +527,8 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
         if rows < frame.shape[0]:
             lab = np.concatenate([lab, np.zeros((frame.shape[0] - rows, lab.shape[1]), np.int32)])
         labels = lab
-    result = measure_frame(labels, cal, analysed_rows=rows, params=params, unit=unit)
+    result = measure_frame(labels, cal, analysed_rows=rows, params=params, unit=unit, invalid=checked.invalid)
+    result.notes.extend(checked.notes)
     result.data_bar = bar
     result.method = str(info["method"])
     result.segment_info = info

@@ -170,9 +170,12 @@ def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=Non
     results = []
     for p, img in images:
         try:
-            results += analyze_image(np.asarray(img.data), img.calibration, source=Path(p).name, model=model,
-                                     device=device, segment_kwargs=segment_kwargs, attention=attention,
-                                     log=log, unit=unit, rgb=img.rgb)
+            with warnings.catch_warnings(record=True) as caught:  # the chain's warnings (NaN pixels ...) as notes
+                warnings.simplefilter("always")
+                results += analyze_image(np.asarray(img.data), img.calibration, source=Path(p).name, model=model,
+                                         device=device, segment_kwargs=segment_kwargs, attention=attention,
+                                         log=log, unit=unit, rgb=img.rgb)
+            notes += [(str(p), str(w.message)) for w in caught if issubclass(w.category, UserWarning)]
         except Exception as err:  # noqa: BLE001
             failures.append((str(p), _reason(err)))
     return results, failures, notes

@@ -6,7 +6,9 @@ actually read. Layers carry ``scale``, ``translate`` (the file's offsets),
 as one 3-D layer whose frame axis keeps its own scale and unit.
 
 TIFF files without a calibration we understand are left to napari's builtin
-reader (``get_reader`` then returns ``None``). Files that cannot be read as a
+reader (``get_reader`` then returns ``None``); the probe reads headers and
+metadata only (never the pixels), and a TIFF whose headers are damaged (truncated,
+dimensions the file cannot hold) is reported by this reader rather than handed on. Files that cannot be read as a
 micrograph (spectra, truncated or foreign files) raise one
 :class:`~hyperspy_mmdl.io.MicrographReadError` naming the file, which napari
 reports without crashing.
@@ -28,8 +30,10 @@ LAZY_BYTES = 64 * 2**20
 def get_reader(path):
     """Return :func:`read_micrograph` for a file we read, else None.
 
-    For ``.tif``/``.tiff`` the file is opened (lazily when large) to see whether it carries
-    a calibration; without one napari's builtin reader is a better choice.
+    For ``.tif``/``.tiff`` the headers are checked (:func:`hyperspy_mmdl.io.check_file`) and the
+    file is opened lazily, metadata only, to see whether it carries a calibration; without one
+    napari's builtin reader is a better choice. A damaged TIFF (truncated, dimensions its data
+    cannot hold, not a regular file) gets a reader that raises the :class:`ReadError` saying so.
     """
     if isinstance(path, (list, tuple)):
         if len(path) != 1:
@@ -41,10 +45,17 @@ def get_reader(path):
     if p.is_dir() and p.suffix.lower() != ".zspy":
         return None
     if p.suffix.lower() in _TIFF:
+        from hyperspy_mmdl.errors import ReadError
+        from hyperspy_mmdl.io import check_file
+
+        try:
+            check_file(p, lazy=True)  # headers only: a damaged TIFF is reported, not handed on
+        except ReadError as err:
+            return _raising(err)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                img = _load(p)
+                img = _load(p, lazy=True)  # the probe reads metadata only, never the pixels
         except Exception:  # noqa: BLE001 - napari's builtin reader may still open it
             return None
         if not img.calibration.is_calibrated:
@@ -53,18 +64,36 @@ def get_reader(path):
         def read_probed_tiff(_path):
             for w in caught:  # the probe's warnings, shown now that this reader is used
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if _size(p) <= LAZY_BYTES:  # small: read now, as read_micrograph would
+                import dataclasses
+
+                import numpy as np
+
+                return [_layer_tuple(dataclasses.replace(img, data=np.asarray(
+                    img.data.compute(scheduler="synchronous"))))]
             return [_layer_tuple(img)]
 
         return read_probed_tiff
     return read_micrograph
 
 
-def _load(path: Path):
+def _raising(err):
+    """A reader that raises ``err`` (napari shows it): the file is ours to report, not to hand on."""
+    def read_damaged(_path):
+        raise err
+
+    return read_damaged
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _load(path: Path, lazy: bool | None = None):
     from hyperspy_mmdl.io import load
 
-    size = path.stat().st_size if path.is_file() else 0
     # io's warnings (several signals in the file, pixel units, RGB/complex conversion) reach napari's notifications
-    return load(path, lazy=size > LAZY_BYTES)
+    return load(path, lazy=_size(path) > LAZY_BYTES if lazy is None else lazy)
 
 
 def _layer_tuple(img) -> tuple:

@@ -181,11 +181,18 @@ def read_results(out: str | os.PathLike, *, pixels: bool = False) -> tuple[Any, 
     files carry them in the headers, ``area [µm²]``). ``pixels=True`` reads the
     tables of the inputs without calibration (``grains_px``, ``frames_px``) of a
     run that also had calibrated ones.
+
+    The label stores (``labels/*.zspy``) are checked for missing chunks
+    (:func:`hyperspy_mmdl.io.check_zarr_complete`): a deleted chunk would read as
+    zeros, so it raises :class:`~hyperspy_mmdl.errors.ReadError` naming the store.
     """
+    from ..io import check_zarr_complete
     from ..tables import read_table
 
     out = Path(out)
     manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    for name in (manifest.get("outputs") or {}).get("labels") or ():
+        check_zarr_complete(out / name)
     suffix = "_px" if pixels else ""
     return (read_table(out / f"grains{suffix}.parquet"), read_table(out / f"frames{suffix}.parquet"),
             manifest)

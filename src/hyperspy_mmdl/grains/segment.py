@@ -435,12 +435,30 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     Returns
     -------
     labels : ndarray of int32
-        Grains numbered 1..n; 0 on boundaries, background and the data bar.
+        Grains numbered 1..n; 0 on boundaries, background, the data bar and NaN/Inf
+        pixels (:func:`hyperspy_mmdl.validate.check_frame`: images too small to hold a
+        grain raise :class:`~hyperspy_mmdl.errors.ImageError`, constant ones give no grain).
     info : dict
         Only with ``return_info=True``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    from ..validate import check_frame, exclude_invalid
+
+    checked = check_frame(image, what="segment: the image")  # empty/tiny images, NaN/Inf, extreme, constant
+    if checked.changed:
+        if checked.constant:
+            labels = np.zeros(np.shape(image)[:2], np.int32)
+            info = dict(method=method, n_grains=0, notes=list(checked.notes))
+            return (labels, info) if return_info else labels
+        labels, info = segment(checked.image, calibration, method, lines=lines, threshold=threshold, phase=phase,
+                               split=split, smoothing=smoothing, boundary_width=boundary_width, min_area=min_area,
+                               min_diameter=min_diameter, exclude_border=exclude_border, data_bar=data_bar,
+                               model=model, return_info=True, **params)
+        labels = exclude_invalid(labels, checked.invalid)  # no grain on a NaN/Inf pixel
+        info.update(n_grains=int(labels.max()), notes=list(checked.notes),
+                    invalid_fraction=checked.invalid_fraction)
+        return (labels, info) if return_info else labels
     if calibration is None:
         calibration = Calibration.uncalibrated()
     elif calibration.ndim != 2:
