@@ -93,7 +93,7 @@ def test_physical_parameters_data_bar_and_border():
     (dict(method="threshold", threshold="triangle"), ValueError, "threshold"),
     (dict(method="boundary", min_area="3 nm"), ValueError, "not an area"),
     (dict(method="boundary", smoothing="abc"), ValueError, "cannot read"),
-    (dict(method="learned"), ValueError, "model"),
+    (dict(method="learned", model="no-such-model"), FileNotFoundError, "pretrained models: .*grain-boundary-unet"),
     (dict(method="boundary", foo=1), TypeError, "foo"),
 ])
 def test_bad_arguments(kwargs, error, match):

@@ -535,6 +535,9 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
     result.image = np.asarray(grey, dtype=np.float32)
     if rgb is not None:
         result.notes.append("colour image: segmented in colour, measured and modelled on its BT.601 luminance")
+    if "auto" in info:
+        result.notes.append(f"method 'auto' chose '{info['method']}': {info['auto'].get('reason', '')}")
+    result.notes.extend(info.get("quality", ()))
     if params.uses_models:
         apply_models(result, params)
     return result

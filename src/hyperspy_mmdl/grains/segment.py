@@ -17,10 +17,16 @@ Three classical methods and one learned:
     Picks ``"boundary"`` when the ridge map forms a connected network that
     encloses many regions, ``"boundary"`` with ``lines="edge"`` for a colour
     image without such a network (tint-etched metallography), ``"threshold"``
-    otherwise, and says which (``return_info=True`` and a log message).
+    for a binary image, and ``"learned"`` otherwise (grains told apart by tone
+    and texture), and says which and why (``info["auto"]["reason"]``, a log message).
 ``"learned"``
-    Delegates to :func:`hyperspy_mmdl.grains.learned.segment_learned`
-    (a boundary U-Net; pass ``model=`` a module or a checkpoint path).
+    Delegates to :func:`hyperspy_mmdl.grains.learned.segment_learned`: a
+    boundary U-Net, by default the shipped ``grain-boundary-unet``
+    (``model=`` another checkpoint, pretrained name or module).
+
+Every method ends with the same checks: grains on overlay text printed on the
+image are dropped, and :func:`hyperspy_mmdl.grains.quality.assess` lists what
+makes the result doubtful (``info["quality"]``, logged as warnings).
 
 Lengths and areas are physical: ``smoothing`` and ``boundary_width`` are
 lengths and ``min_area`` an area, given as numbers in nm and µm² (pixels and
@@ -45,6 +51,13 @@ log = logging.getLogger(__name__)
 METHODS = ("auto", "boundary", "threshold", "learned")
 _DEFAULT_UNITS = {"length": "nm", "area": "µm"}
 K_FLANK = 0.65
+#: ``method="auto"`` keeps the classical boundary method when the largest connected piece of the
+#: line network holds at least this fraction of all line pixels (clean SEM grooves); the learned
+#: model takes broken or faint networks.
+STRONG_NETWORK = 0.85
+#: ... and the threshold method when Otsu's two classes explain this fraction of the grey-level
+#: variance (particles or a phase on a flat background).
+TWO_PHASE = 0.85
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -383,6 +396,52 @@ def _network_score(g, sigma):
                          lines=polarity)
 
 
+def _two_phase(g, sigma) -> float:
+    """Otsu's separability: the fraction of the (smoothed) grey-level variance between its two classes."""
+    from skimage.filters import threshold_otsu
+
+    x = ndi.gaussian_filter(np.asarray(g, np.float64), max(sigma, 1.0))
+    var = float(x.var())
+    if var <= 0:
+        return 0.0
+    hi = x > threshold_otsu(x)
+    w = float(hi.mean())
+    if w in (0.0, 1.0):
+        return 0.0
+    return float((x[hi].mean() - x[~hi].mean()) ** 2 * w * (1 - w) / var)
+
+
+def _auto(g, rgb, lines, sigma, width_px, model, info):
+    """The method ``"auto"`` runs, and why (``info["auto"]``): ``(method, lines)``."""
+    from .learned import learned_available
+
+    network, details = _network_score(g, max(sigma, width_px / 2))
+    details["colour"] = 0.0 if rgb is None else float(np.abs(rgb - rgb.mean(-1, keepdims=True)).mean())
+    binary = np.unique(g[:: max(1, g.shape[0] // 256), :: max(1, g.shape[1] // 256)]).size <= 2
+    details["two_phase"] = _two_phase(g, sigma)
+    strong = network and details["largest_line_component"] >= STRONG_NETWORK
+    if binary:
+        method, why = "threshold", "a binary image: its particles are measured as they are"
+    elif strong:
+        method, why = "boundary", "boundary lines form one connected network"
+    elif details["two_phase"] >= TWO_PHASE:
+        method, why = "threshold", "two well-separated grey levels: particles or a phase on a background"
+    elif learned_available(model):
+        method, why = "learned", ("boundary lines broken or faint" if network else
+                                  "no boundary-line network: grains told apart by tone and texture")
+    elif details["colour"] > 0.03 and lines == "auto":
+        method, lines, why = "boundary", "edge", "no line network but colour contrast (tint etching)"
+        details["colour_edges"] = True
+    elif network:
+        method, why = "boundary", "boundary lines form a network"
+    else:
+        method, why = "threshold", "no boundary-line network and no learned model"
+    details["reason"] = why
+    info.update(auto=details)
+    log.info("segment(method='auto') chose %r: %s", method, why)
+    return method, lines
+
+
 # ---------------------------------------------------------------------------- public
 def segment(image, calibration: Calibration | None = None, method: str = "auto", *,
             lines: str = "auto", threshold="otsu", phase: str = "auto", split: bool = True,
@@ -425,8 +484,9 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     data_bar : "auto", bool or DataBar
         ``"auto"`` finds the SEM information strip and leaves it 0 in the labels;
         False analyses every row.
-    model : torch.nn.Module or path, optional
-        ``"learned"`` method: boundary U-Net or checkpoint.
+    model : torch.nn.Module, path or pretrained name, optional
+        ``"learned"`` method: boundary U-Net or checkpoint; the shipped
+        ``"grain-boundary-unet"`` by default.
     return_info : bool
         Also return a dict saying which method ran with which parameters (in pixels).
     **params
@@ -439,7 +499,9 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
         pixels (:func:`hyperspy_mmdl.validate.check_frame`: images too small to hold a
         grain raise :class:`~hyperspy_mmdl.errors.ImageError`, constant ones give no grain).
     info : dict
-        Only with ``return_info=True``.
+        Only with ``return_info=True``: the method that ran and its parameters in
+        pixels, ``"auto"`` (what ``method="auto"`` saw and why it chose),
+        ``"quality"`` (warnings, :func:`hyperspy_mmdl.grains.quality.assess`), ``"n_grains"``.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -486,50 +548,46 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
             valid = np.ones(g.shape, bool)
             valid[bar.top:] = False
     info["data_bar_top"] = None if bar is None else bar.top
-
-    if method == "learned":
-        from .learned import segment_learned  # boundary U-Net through the inference predictor
-
-        if model is None:
-            raise ValueError("method='learned' needs model=: a boundary U-Net module or a checkpoint path")
-        x = image if bar is None else np.asarray(image)[: bar.top]
-        labels = np.asarray(segment_learned(x, calibration, model=model, **params), dtype=np.int32)
-        if bar is not None:
-            labels = np.concatenate([labels, np.zeros((g.shape[0] - bar.top, g.shape[1]), np.int32)])
-        labels = _finish(labels, min_area_px, exclude_border, valid)
-        info["n_grains"] = int(labels.max())
-        return (labels, info) if return_info else labels
-    if params:
+    if method != "learned" and params:
         raise TypeError(f"segment() got unexpected parameters {sorted(params)} for method {method!r}")
 
     full_shape = g.shape
+    x = np.asarray(image)
     if bar is not None:  # analyse the rows above the bar only; the bar stays 0
-        g = g[: bar.top]
+        g, x = g[: bar.top], x[: bar.top]
         rgb = None if rgb is None else rgb[: bar.top]
+    from .quality import assess, find_overlay_text
+
+    text = find_overlay_text(g)
     if method == "auto":
-        network, details = _network_score(g, max(sigma, width_px / 2))
-        details["colour"] = 0.0 if rgb is None else float(np.abs(rgb - rgb.mean(-1, keepdims=True)).mean())
-        if network:
-            method = "boundary"
-        elif details["colour"] > 0.03 and lines == "auto":
-            # no line network but colour: tint-etched or texture-contrast grains
-            method, lines = "boundary", "edge"
-            if not boundary_width:  # the line-width estimate does not apply to colour edges
-                width_px = 2.0
-                if not min_diameter:
-                    min_diameter_px = 4 * width_px
-                info.update(boundary_width_px=width_px, min_diameter_px=min_diameter_px)
-        else:
-            method = "threshold"
-        info.update(auto=details, method=method)
-        log.info("segment(method='auto') picked %r (%s)", method, details)
-    if method == "boundary":
+        method, lines = _auto(g, rgb, lines, sigma, width_px, model, info)
+        if info["auto"].get("colour_edges") and not boundary_width:
+            width_px = 2.0  # the line-width estimate does not apply to colour edges
+            if not min_diameter:
+                min_diameter_px = 4 * width_px
+            info.update(boundary_width_px=width_px, min_diameter_px=min_diameter_px)
+    prob = None
+    if method == "learned":
+        from .learned import DEFAULT_MODEL, segment_learned  # boundary U-Net through the inference predictor
+
+        model = DEFAULT_MODEL if model is None else model
+        labels, prob = segment_learned(x, calibration, model=model, return_probability=True, **params)
+        labels = np.asarray(labels, dtype=np.int32)
+        info["model"] = str(model) if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+    elif method == "boundary":
         labels, extra = _boundary(g, rgb, lines=lines, sigma=sigma, width_px=width_px, min_area_px=min_area_px,
                                   min_diameter_px=min_diameter_px, valid=None)
+        info.update(extra)
     else:
         labels, extra = _threshold(g, level=threshold, phase=phase, sigma=sigma, min_area_px=min_area_px,
                                    min_diameter_px=min_diameter_px, split=split, valid=None)
-    info.update(extra)
+        info.update(extra)
+    if text.any():  # printed text is not microstructure: grains touching it are dropped
+        labels = np.where(np.isin(labels, np.unique(labels[text])), 0, labels).astype(np.int32)
+    info["method"] = method
+    info["quality"] = assess(g, labels, method=method, boundary_probability=prob, text=text)
+    for w in info["quality"]:
+        log.warning("segment: %s", w)
     if bar is not None:
         labels = np.concatenate([labels, np.zeros((full_shape[0] - bar.top, full_shape[1]), labels.dtype)])
     labels = _finish(labels, min_area_px, exclude_border, valid)
