@@ -410,7 +410,25 @@ class Microstructure(Signal2D):
         """The pipeline's parameters from this signal's method arguments (``data_bar`` included)."""
         from .pipeline import AnalysisParameters
 
+        self._check_source()
         return AnalysisParameters.from_segment_kwargs(params, method=method, convention=convention)
+
+    def _check_source(self):
+        """Check the file this signal was read from as :func:`hyperspy_mmdl.io.load` does (header
+        against file size, truncated stacks, missing chunks) before computing on its frames:
+        ``hs.load`` reads some damaged files without a word. Done once per signal."""
+        from pathlib import Path
+
+        if getattr(self, "_mmdl_source_checked", False):
+            return
+        tp = self.tmp_parameters
+        if tp.has_item("folder") and tp.has_item("filename"):
+            path = Path(tp.folder) / f"{tp.filename}{tp.extension if tp.has_item('extension') else ''}"
+            if path.exists():
+                from .io import check_file
+
+                check_file(path, lazy=bool(getattr(self, "_lazy", False)))
+        self._mmdl_source_checked = True
 
     def _iter_frames(self):
         """``(index tuple, frame)`` of every frame, colour kept as ``(H, W, 3)``."""
@@ -418,6 +436,7 @@ class Microstructure(Signal2D):
 
         from .preprocess.color import as_channels
 
+        self._check_source()
         data = self._data_aligned_with_axes
         nav = tuple(self.axes_manager._navigation_shape_in_array)
         for idx in np.ndindex(*nav) if nav else [()]:
