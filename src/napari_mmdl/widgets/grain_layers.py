@@ -19,7 +19,6 @@ Labels layer and a Labels layer painted elsewhere are measured the same way:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,13 +114,11 @@ def segment_frames(data, calibration, params, *, rgb: bool = False, sel: dict | 
     from hyperspy_mmdl.pipeline import analyze_frame, iter_frames
 
     total = n_frames(data, rgb)
-    done, out = [], []
-    left = 0
-    for i, frame, cal in iter_frames(data, calibration, rgb=rgb):
+    done, left = [], 0
+    for _, frame, cal in iter_frames(data, calibration, rgb=rgb):
         fa, n_out = _select(analyze_frame(frame, cal, params), sel, params)
         left += n_out
         done.append(fa)
-        out.append(i)
         yield len(done), total
     return collect(done, data_shape(data, rgb), renumber=True, left_out=left)
 
@@ -212,6 +209,7 @@ def publish(layer, result: GrainResult, *, source=None, params=None, sel: dict |
     md = layer.metadata
     md["grain_units"] = units
     md["grain_summary"] = result.summary
+    md["grain_pixel_size"] = result.table.attrs.get("pixel_size")
     md["grain_frame_summaries"] = [fa.summary for fa in result.frames]
     md["analysed_rows"] = result.analysed_rows
     md["grain_stack"] = result.stack
@@ -264,7 +262,3 @@ def run_to_end(gen):
             next(gen)
         except StopIteration as stop:
             return stop.value
-
-
-def finite(v) -> bool:
-    return isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(float(v))

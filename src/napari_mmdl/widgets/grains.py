@@ -42,8 +42,10 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
 )
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -130,9 +132,12 @@ class GrainsWidget(QWidget):
         self.export_binary_button = PushButton(text="Export binary TIFF (ImageJ)", enabled=False)
         self.set_scale_button = PushButton(text="Set Scale...")
         self.controls = Container(widgets=[
-            self.image, self.set_scale_button, self.method, self.lines, self.threshold, self.smoothing,
-            self.width, self.min_area, self.exclude_border, self.data_bar, self.size, self.circularity,
-            self.pixel_units, self.run_button, self.cancel_button, self.progress, self.status,
+            self.image, self.set_scale_button, self.run_button, self.cancel_button, self.progress, self.status],
+            labels=True)
+        self.settings = Container(widgets=[
+            self.method, self.lines, self.threshold, self.smoothing, self.width, self.min_area,
+            self.exclude_border, self.data_bar, self.size, self.circularity, self.pixel_units], labels=True)
+        self.layer_tools = Container(widgets=[
             self.labels_picker, self.measure_button, self.remeasure_button, self.colour_by, self.colormap,
             self.export_button, self.export_labels_button, self.export_binary_button], labels=True)
 
@@ -141,6 +146,8 @@ class GrainsWidget(QWidget):
         self.summary_grid = self._table_widget(gl.SUMMARY_COLUMNS)
         self.summary_grid.cellClicked.connect(self._summary_row_clicked)
         self.tabs = QTabWidget()
+        self.tabs.addTab(self.settings.native, "settings")
+        self.tabs.addTab(self.layer_tools.native, "labels, colour, export")
         self.tabs.addTab(self.grid, "grains")
         self.tabs.addTab(self.summary_grid, "frames")
 
@@ -149,11 +156,16 @@ class GrainsWidget(QWidget):
 
         self.figure = Figure(figsize=(3.5, 2.6), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(180)
 
+        splitter = QSplitter(Qt.Vertical)
+        splitter.addWidget(self.tabs)
+        splitter.addWidget(self.canvas)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout()
         layout.addWidget(self.controls.native)
-        layout.addWidget(self.tabs)
-        layout.addWidget(self.canvas)
+        layout.addWidget(splitter, 1)
         self.setLayout(layout)
 
         self.run_button.changed.connect(self.run)
@@ -188,6 +200,12 @@ class GrainsWidget(QWidget):
         """napari calls this when layers change: refresh the layer pickers."""
         self.image.reset_choices()
         self.labels_picker.reset_choices()
+
+    def show_tab(self, name: str) -> None:
+        """Bring a tab forward: ``"settings"``, ``"labels, colour, export"``, ``"grains"``, ``"frames"``."""
+        for i in range(self.tabs.count()):
+            if self.tabs.tabText(i) == name:
+                self.tabs.setCurrentIndex(i)
 
     # ------------------------------------------------------------------ choices
     def _image_changed(self, *_):
@@ -335,6 +353,7 @@ class GrainsWidget(QWidget):
             target.data = result.labels
         self._attach(target)
         gl.publish(target, result, source=layer.name, params=self._params, sel=self._sel)
+        self.show_tab("frames" if result.stack else "grains")
         first = result.frames[0]
         info = first.segment_info
         frames = f" in {len(result.frames)} frames" if result.stack else ""
@@ -384,6 +403,7 @@ class GrainsWidget(QWidget):
                     labels.units = tuple(labels.units[:n - 2]) + tuple(spatial["units"][-2:])
             self._attach(labels)
             gl.publish(labels, result, source=image.name, params=params, sel=self._sel)
+            self.show_tab("grains")
             self.status.value = (f"measured {labels.name!r} against {image.name!r}: {result.n_grains} grains"
                                  + (f", {result.left_out} outside the ranges" if result.left_out else ""))
 
@@ -435,6 +455,10 @@ class GrainsWidget(QWidget):
 
     def _features_changed(self, *_):
         self._show_layer()
+        layer, table = self.labels_layer, self.table
+        if layer is not None and table is not None:
+            unit = (table.attrs.get("units") or {}).get("area", "")
+            self.status.value = f"{layer.name!r}: {len(table)} grains, areas in {unit}"
 
     def _show_layer(self):
         """Fill tables, histogram and colours from the Labels layer's features and metadata."""
@@ -447,6 +471,7 @@ class GrainsWidget(QWidget):
         units = dict(md.get("grain_units") or {})
         table = layer.features.copy()
         table.attrs["units"] = units
+        table.attrs["pixel_size"] = md.get("grain_pixel_size")
         self.table = table
         self.frame_summary = md.get("grain_summary")
         cols = [c for c in TABLE_COLUMNS if c in table.columns]
@@ -683,9 +708,14 @@ class GrainsWidget(QWidget):
         layer = self.labels_layer
         if layer is None:
             raise ValueError("nothing to export: segment or measure first")
+        import warnings
+
         write = write_binary_tiff if binary else write_label_tiff
-        path = write(path, np.asarray(layer.data), Calibration.from_napari(layer), title=layer.name)
-        self.status.value = f"wrote {Path(path).name}"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = write(path, np.asarray(layer.data), Calibration.from_napari(layer), title=layer.name)
+        self.status.value = f"wrote {Path(path).name}" + "".join(f"; {w.message}" for w in caught
+                                                                  if issubclass(w.category, UserWarning))
         return Path(path)
 
     def _export_dialog(self, *_):

@@ -229,7 +229,9 @@ class SetScaleWidget(QWidget):
         for layer in derived:
             if gl.has_grains(layer) and layer.ndim >= 2:
                 gl.remeasure(layer, layer_calibration(image), rgb=bool(image.rgb))
-                remeasured.append(layer.name)
+                remeasured.append(repr(layer.name))
+        if self.viewer is not None:
+            self.viewer.reset_view()
         self.status.value = (f"{image.name}: {cal.describe()} ({how})"
                              + (f"; re-measured {', '.join(remeasured)}" if remeasured else ""))
         self.applied.emit(image)
