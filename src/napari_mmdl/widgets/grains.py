@@ -412,7 +412,8 @@ class GrainsWidget(QWidget):
     def remeasure(self, *_):
         """Measure the current Labels layer again (after editing or a change of ranges):
         :func:`hyperspy_mmdl.pipeline.measure_frame` on the same analysed rows, the source
-        image's calibration; in a worker thread, returns the worker."""
+        image's calibration. A single image is measured at once (returns None), a stack in a
+        worker thread (returns the worker)."""
         layer = self.labels_layer
         if layer is None:
             return None
@@ -436,6 +437,9 @@ class GrainsWidget(QWidget):
             self.status.value = (f"re-measured: {result.n_grains} grains"
                                  + (f", {result.left_out} outside the ranges" if result.left_out else ""))
 
+        if lab.ndim == 2:  # one frame: milliseconds, and the table is there when this returns
+            measured(gl.run_to_end(job()))
+            return None
         return self._start(job, measured, "re-measuring")
 
     # ------------------------------------------------------------------ the layer shown
