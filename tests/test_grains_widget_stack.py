@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,37 @@ def test_cancel_stops_a_stack_and_changes_nothing(make_napari_viewer, qtbot):
     assert widget.labels_layer is None and len(viewer.layers) == 1
     assert "cancelled" in widget.status.value
     assert widget.run_button.enabled and not widget.cancel_button.enabled
+
+
+def test_frames_follow_the_viewer_in_mixed_units(make_napari_viewer, qtbot):
+    """A stack whose frame axis is in µm and image axes in nm (napari's world is then in nm
+    throughout): the frame shown, a row's frame and a click in the canvas still agree."""
+    from napari.utils.interactions import mouse_press_callbacks
+
+    from hyperspy_mmdl.synthetic import polycrystal
+    from napari_mmdl.widgets.grains import GrainsWidget
+
+    s = polycrystal((96, 96), pixel_size=10.0, unit="nm", n_frames=3, seed=3)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(s.image, scale=(4.0, 10.0, 10.0), units=("um", "nm", "nm"), name="mixed")
+    widget = GrainsWidget(viewer)
+    widget.image.value = image
+    widget.method.value = "boundary"
+    widget.run()
+    _wait_done(qtbot, widget)
+    table, layer = widget.table, widget.labels_layer
+    viewer.dims.set_current_step(0, 2)
+    assert widget.current_frame() == 2 and widget.summary is layer.metadata["grain_frame_summaries"][2]
+    r = int(np.flatnonzero(table["frame"].to_numpy() == 1)[0])
+    widget.grid.cellClicked.emit(r, 0)
+    assert viewer.dims.current_step[0] == 1 and widget.current_frame() == 1
+    # a click on another grain of frame 1, at its world position (nm on every axis)
+    other = table[table["frame"] == 1].iloc[3]
+    yx = np.argwhere(layer.data[1] == int(other["label"]))[0]
+    world = np.asarray(layer.data_to_world((1, *yx)), float) * np.array([1000.0, 1.0, 1.0])
+    viewer.layers.selection.active = image
+    event = SimpleNamespace(type="mouse_press", position=tuple(world), view_direction=None,
+                            dims_displayed=(1, 2), modifiers=(), button=1, is_dragging=False)
+    mouse_press_callbacks(viewer, event)
+    assert layer.selected_label == int(other["label"])
+    assert int(table.iloc[widget.grid.currentRow()]["label"]) == int(other["label"])

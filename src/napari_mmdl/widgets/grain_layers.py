@@ -237,6 +237,34 @@ def source_image(viewer, layer):
     return viewer.layers[name]
 
 
+def _world_factors(viewer, layer) -> np.ndarray:
+    """World units per layer unit along the layer's axes: napari expresses world coordinates in the
+    viewer's common units (``dims.units``) when the layers' units are consistent."""
+    n = layer.ndim
+    units = getattr(getattr(viewer, "dims", None), "units", None)
+    if units is None or getattr(layer, "units", None) is None:
+        return np.ones(n)
+    out = []
+    for lu, wu in zip(tuple(layer.units), tuple(units)[-n:]):
+        try:
+            out.append(float((1 * lu).to(wu).magnitude))
+        except Exception:  # noqa: BLE001 - pint: pixels and lengths do not convert
+            out.append(1.0)
+    return np.asarray(out, dtype=float)
+
+
+def world_to_data(viewer, layer, world) -> np.ndarray:
+    """Data coordinates of a world position of the viewer (its units), for ``layer``."""
+    world = np.asarray(world, dtype=float)[-layer.ndim:]
+    world = np.concatenate([np.zeros(layer.ndim - len(world)), world])
+    return np.asarray(layer.world_to_data(world / _world_factors(viewer, layer)), dtype=float)
+
+
+def data_to_world(viewer, layer, data) -> np.ndarray:
+    """The viewer's world position (its units) of data coordinates of ``layer``."""
+    return np.asarray(layer.data_to_world(tuple(data)), dtype=float) * _world_factors(viewer, layer)
+
+
 def image_data(layer):
     """The full-resolution data of an image layer."""
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data

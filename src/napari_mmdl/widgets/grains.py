@@ -508,7 +508,10 @@ class GrainsWidget(QWidget):
                 grid.setItem(r, c, QTableWidgetItem(text))
 
     def _stack(self) -> bool:
-        return self.labels_layer is not None and bool(self.labels_layer.metadata.get("grain_stack"))
+        layer = self.labels_layer
+        if layer is None or (self.viewer is not None and layer not in self.viewer.layers):
+            return False
+        return bool(layer.metadata.get("grain_stack"))
 
     def _leading(self, layer) -> tuple:
         return tuple(layer.data.shape[:-2]) if layer.ndim > 2 else ()
@@ -518,7 +521,7 @@ class GrainsWidget(QWidget):
         lead = tuple(np.shape(gl.image_data(layer)))[: layer.ndim - 2]
         if not lead or self.viewer is None:
             return 0
-        data = layer.world_to_data(self.viewer.dims.point)
+        data = gl.world_to_data(self.viewer, layer, self.viewer.dims.point)
         idx = tuple(int(min(max(round(float(v)), 0), n - 1)) for v, n in zip(data[: len(lead)], lead))
         return int(np.ravel_multi_index(idx, lead))
 
@@ -581,7 +584,7 @@ class GrainsWidget(QWidget):
         if self.viewer is not None and "centroid_x" in rec:
             # centroids are in the table's unit from the image corner: back to pixel centres, then world
             yx = (float(rec["centroid_y"]) / px[0] - 0.5, float(rec["centroid_x"]) / px[1] - 0.5)
-            world = layer.data_to_world((lead or (0,) * (layer.ndim - 2)) + yx)
+            world = gl.data_to_world(self.viewer, layer, (lead or (0,) * (layer.ndim - 2)) + yx)
             scene = getattr(self.viewer, "scene", None)  # napari >= 0.9: viewer.scene.camera
             camera = scene.camera if scene is not None else self.viewer.camera
             camera.center = tuple(np.asarray(world)[-2:])
@@ -597,7 +600,7 @@ class GrainsWidget(QWidget):
         """Move the viewer to the frame ``lead`` (data indices of the leading axes) of ``layer``."""
         if self.viewer is None or not lead:
             return
-        world = layer.data_to_world(lead + (0, 0))
+        world = gl.data_to_world(self.viewer, layer, lead + (0, 0))
         offset = self.viewer.dims.ndim - layer.ndim
         self.viewer.dims.set_point(list(range(offset, offset + len(lead))), list(world[: len(lead)]))
 
@@ -626,8 +629,11 @@ class GrainsWidget(QWidget):
         active = viewer.layers.selection.active
         if active is not None and getattr(active, "mode", "pan_zoom") not in ("pan_zoom", "pick"):
             return
-        value = layer.get_value(event.position, view_direction=event.view_direction,
-                                dims_displayed=list(event.dims_displayed), world=True)
+        if viewer.dims.ndisplay == 2:  # the click in the layer's own units (napari's world may differ)
+            value = layer.get_value(gl.world_to_data(viewer, layer, event.position), world=False)
+        else:
+            value = layer.get_value(event.position, view_direction=event.view_direction,
+                                    dims_displayed=list(event.dims_displayed), world=True)
         if isinstance(value, tuple):  # multiscale: (level, value)
             value = value[-1]
         if value is None:

@@ -128,7 +128,8 @@ class SetScaleWidget(QWidget):
         chosen = [i for i in shapes.selected_data if i in lines]
         v = np.asarray(shapes.data[(chosen or lines)[-1]], dtype=float)
         # shape vertices -> world -> image pixels (the line layer may have any transform)
-        px = np.array([image.world_to_data(shapes.data_to_world(p))[-2:] for p in (v[0], v[-1])])
+        px = np.array([gl.world_to_data(self.viewer, image, gl.data_to_world(self.viewer, shapes, p))[-2:]
+                       for p in (v[0], v[-1])])
         return float(np.hypot(*(px[1] - px[0])))
 
     # ------------------------------------------------------------------ line
@@ -175,12 +176,12 @@ class SetScaleWidget(QWidget):
         start = bar.cols.start - 0.5 if bar.style == "solid" else float(bar.cols.start)
         if bar.style != "solid":  # a ticked bar: from the first tick's centre
             start = bar.cols.start + (bar.cols.stop - bar.cols.start - 1 - bar.length_px) / 2
-        lead = [self.viewer.dims.point[self.viewer.dims.ndim - image.ndim + i] for i in range(image.ndim - 2)]
-        lead = list(image.world_to_data(list(lead) + [0, 0])[: image.ndim - 2]) if lead else []
+        lead = list(gl.world_to_data(self.viewer, image, self.viewer.dims.point)[: image.ndim - 2])
         line = np.array([lead + [y, start], lead + [y, start + bar.length_px]])
         shapes = self._line_layer()
         if tuple(shapes.scale) != tuple(image.scale) or tuple(shapes.translate) != tuple(image.translate):
-            line = np.array([shapes.world_to_data(image.data_to_world(p)) for p in line])
+            line = np.array([gl.world_to_data(self.viewer, shapes, gl.data_to_world(self.viewer, image, p))
+                             for p in line])
         shapes.add_lines(line, edge_color="yellow")
         self._update_length()
         self.status.value = (f"scale bar of {bar.length_px:g} px found ({bar.style}); "
