@@ -41,6 +41,7 @@ def test_scale_bar_found_on_every_real_jpeg(make_napari_viewer, shared):
         widget.reset_choices()
         widget.image.value = image
         assert widget.line_layer.value is None
+        assert f"scale bar of {row.scale_bar_px:g} px found" in widget.status.value  # offered at once
         bar = widget.find_scale_bar()
         assert bar is not None and abs(widget.line_length_px() - row.scale_bar_px) <= 1, row.file
         widget.distance.value, widget.unit.value = float(row.scale_bar_um), "µm"

@@ -78,6 +78,13 @@ def test_synthetic_stack_frames_summary_and_navigation(make_napari_viewer, qtbot
     widget.grid.cellClicked.emit(r, 0)
     assert viewer.dims.current_step[0] == 4
     assert widget.labels_layer.selected_label == int(table["label"].iloc[r])
+    # the stack's labels measured again against the stack (Measure labels): the same table
+    widget.measure_layer(labels=widget.labels_layer, image=image)
+    _wait_done(qtbot, widget)
+    np.testing.assert_array_equal(widget.table["label"], table["label"])
+    np.testing.assert_array_equal(widget.table["frame"], table["frame"])
+    np.testing.assert_allclose(widget.table["perimeter"], table["perimeter"])
+    table = widget.table
     # exports: the per-frame summary beside the grain table
     out = widget.export_csv(tmp_path / "grains.csv")
     from hyperspy_mmdl.tables import read_table

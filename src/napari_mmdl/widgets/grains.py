@@ -417,6 +417,9 @@ class GrainsWidget(QWidget):
         layer = self.labels_layer
         if layer is None:
             return None
+        if self.viewer is not None and layer not in self.viewer.layers:
+            self.status.value = f"the labels layer {layer.name!r} was removed"
+            return None
         image = gl.source_image(self.viewer, layer)
         cal = layer_calibration(image if image is not None else layer)
         try:

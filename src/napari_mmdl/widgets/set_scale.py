@@ -101,9 +101,29 @@ class SetScaleWidget(QWidget):
             self.status.value = "choose an image layer"
             return
         cal = layer_calibration(layer)
-        self.status.value = (f"{layer.name}: {cal.describe()}" if cal.is_calibrated else
-                             f"{layer.name}: no calibration (pixels); draw a line on the scale bar "
-                             f"or find it, type its length, Apply")
+        if cal.is_calibrated:
+            self.status.value = f"{layer.name}: {cal.describe()}"
+            return
+        offer = self.offer()
+        self.status.value = (f"{layer.name}: no calibration (pixels); "
+                             + (f"{offer.explanation}: 'Find the scale bar' draws it" if offer is not None else
+                                "draw a line on the scale bar, type its length, Apply"))
+
+    def offer(self):
+        """What the data bar offers for the chosen image
+        (:func:`~hyperspy_mmdl.preprocess.databar.offer_calibration`: the scale bar's length in
+        pixels, for the user to give the length it prints), or None."""
+        from hyperspy_mmdl.preprocess.databar import offer_calibration
+
+        image = self.image.value
+        if image is None:
+            return None
+        data = gl.image_data(image)
+        frame = np.asarray(data[(0,) * (image.ndim - 2)] if image.ndim > 2 else data)
+        try:
+            return offer_calibration(frame)
+        except ValueError:
+            return None
 
     def _watch_line(self, *_):
         if self._watched is not None:
