@@ -245,6 +245,23 @@ class Calibration:
         return cls(scale=(sy, sx), units=(unit, unit))
 
     @classmethod
+    def from_scale_bar(cls, length_px: float, length: float, unit: str) -> "Calibration":
+        """Square pixels from a line of ``length_px`` pixels that is ``length`` ``unit`` long
+        (ImageJ's *Set Scale*: a line drawn on the scale bar and the length it prints).
+
+        Example
+        -------
+        >>> Calibration.from_scale_bar(100, 1, "µm").describe()
+        '0.01 µm/px'
+        """
+        if not (math.isfinite(length_px) and length_px > 0 and math.isfinite(length) and length > 0):
+            raise CalibrationError(f"a scale bar needs a positive length in pixels and in {unit!r}, "
+                                   f"got {length_px:g} px = {length:g} {unit}")
+        if not is_length(unit):
+            raise CalibrationError(f"{unit!r} is not a length unit")
+        return cls.from_pixel_size(float(length) / float(length_px), unit)
+
+    @classmethod
     def uncalibrated(cls, ndim: int = 2) -> "Calibration":
         """Pixel units on every axis."""
         return cls(scale=(1.0,) * ndim, units=(PIXEL,) * ndim)

@@ -1,11 +1,16 @@
-"""npe2 writers: Labels layers to calibrated ``.tif`` / ``.zspy``, grain tables to ``.csv``.
+"""npe2 writers: Labels layers to calibrated ``.tif`` / ``.zspy``, binary masks, grain tables to ``.csv``.
 
 The files go through :func:`hyperspy_mmdl.io.save`, so the layer's ``scale``,
 ``translate`` and ``units`` are stored as the axes' scale, offset and units and
 :func:`hyperspy_mmdl.io.load` (and this plugin's reader) read them back.
-A Labels layer's ``features`` (the Grains widget's per-grain table) are written
-as CSV, without napari's ``index`` column. HyperSpy and pandas are imported only
-when a file is written.
+Label TIFFs are 16-bit with ImageJ's resolution tags and unit
+(:func:`hyperspy_mmdl.grains.export.write_label_tiff`), so ImageJ / Fiji open
+them calibrated; the "binary mask" writer writes a 0/255 mask in which
+neighbouring grains stay separate 8-connected particles
+(:func:`hyperspy_mmdl.grains.export.write_binary_tiff`). A Labels layer's
+``features`` (the Grains widget's per-grain table) are written as CSV, without
+napari's ``index`` column. HyperSpy and pandas are imported only when a file
+is written.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 LABEL_SUFFIXES = (".tif", ".tiff", ".zspy")
+TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def layer_meta_calibration(meta: dict, ndim: int | None = None):
@@ -23,8 +29,15 @@ def layer_meta_calibration(meta: dict, ndim: int | None = None):
     return Calibration.from_napari(meta)
 
 
+def _labels_array(data):
+    import numpy as np
+
+    return np.asarray(data[0] if isinstance(data, list) else data)  # multiscale: full resolution
+
+
 def write_labels(path: str, data, meta: dict) -> list[str]:
-    """Write a Labels layer as a calibrated ``.tif``, ``.tiff`` or ``.zspy`` file."""
+    """Write a Labels layer as a calibrated ``.tif``, ``.tiff`` (16-bit, ImageJ-calibrated)
+    or ``.zspy`` file."""
     import numpy as np
 
     from hyperspy_mmdl import io
@@ -32,11 +45,30 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     p = Path(path)
     if p.suffix.lower() not in LABEL_SUFFIXES:
         raise ValueError(f"{p}: labels are written as {', '.join(LABEL_SUFFIXES)}")
-    arr = np.asarray(data[0] if isinstance(data, list) else data)  # multiscale: full resolution
+    arr = _labels_array(data)
+    cal = layer_meta_calibration(meta, arr.ndim)
+    title = str(meta.get("name") or p.stem)
+    if p.suffix.lower() in TIFF_SUFFIXES:
+        from hyperspy_mmdl.grains.export import write_label_tiff
+
+        write_label_tiff(p, arr, cal, title=title)
+        return [str(p)]
     if arr.max(initial=0) < 2**31:
         arr = arr.astype(np.int32)
-    cal = layer_meta_calibration(meta, arr.ndim)
-    io.save(p, arr, cal, title=str(meta.get("name") or p.stem), metadata={"kind": "grain labels"})
+    io.save(p, arr, cal, title=title, metadata={"kind": "grain labels"})
+    return [str(p)]
+
+
+def write_binary(path: str, data, meta: dict) -> list[str]:
+    """Write a Labels layer as a calibrated 8-bit binary ``.tif`` in which the grains stay
+    separate particles for ImageJ's *Analyze Particles* (8-connected)."""
+    from hyperspy_mmdl.grains.export import write_binary_tiff
+
+    p = Path(path)
+    if p.suffix.lower() not in TIFF_SUFFIXES:
+        raise ValueError(f"{p}: binary masks are written as {', '.join(TIFF_SUFFIXES)}")
+    arr = _labels_array(data)
+    write_binary_tiff(p, arr, layer_meta_calibration(meta, arr.ndim), title=str(meta.get("name") or p.stem))
     return [str(p)]
 
 
