@@ -53,7 +53,7 @@ def predict_boundaries(image, calibration=None, model=None, *, device="auto", ti
     Parameters
     ----------
     image : array_like, shape (H, W) or (H, W, 3)
-        RGB(A) is averaged to grey.
+        RGB(A) is reduced to its BT.601 luminance (:mod:`hyperspy_mmdl.preprocess.color`).
     calibration : Calibration, optional
         Calibration of the image; with a model card that records a pixel size
         the image is resampled to it for the prediction and the map brought back.
@@ -87,8 +87,10 @@ def predict_boundaries(image, calibration=None, model=None, *, device="auto", ti
         raise ValueError("predict_boundaries needs a model (a boundary U-Net or its checkpoint path)")
     pred = boundary_predictor(model, device=device, amp=amp)
     x = np.asarray(image)
-    if x.ndim == 3 and x.shape[-1] in (3, 4):
-        x = x[..., :3].mean(-1)
+    if x.ndim == 3 and x.shape[-1] in (3, 4):  # the colour policy: models see the BT.601 luminance
+        from ..preprocess.color import luminance
+
+        x = luminance(x[..., :3])
     if x.ndim != 2:
         raise ValueError(f"predict_boundaries expects a 2-D image, got shape {x.shape}")
     prob = predict_dense(x, calibration, pred, sigmoid_output_fn, device=device, tile=tile, overlap=overlap,
