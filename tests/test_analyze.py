@@ -42,9 +42,16 @@ def test_analyze_grains_only(files, tmp_path, capsys):
     (fa, a), (fb, b) = files
     out = tmp_path / "report"
     assert main(["analyze", str(fa), str(fb), "--lines", "dark", "--out", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out
     summary = read_table(out / "summary.csv")
     assert summary["source"].tolist() == ["film.tif", "stack.hspy", "stack.hspy"]
+    # progress: one line per frame on stderr, [file/files] name: grains (seconds)
+    progress = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert [line.split(" grains")[0] for line in progress] == [
+        f"[1/2] film.tif: {summary['n_grains'][0]}", f"[2/2] stack.hspy frame 0: {summary['n_grains'][1]}",
+        f"[2/2] stack.hspy frame 1: {summary['n_grains'][2]}"]
+    assert all(line.endswith(" s)") for line in progress)
     assert summary["frame"].tolist() == [-1, 0, 1]
     assert summary.attrs["units"]["mean_ecd"] == "nm" and summary.attrs["units"]["gbld"] == "nm⁻¹"
     truth = [a.n_grains, *b.n_grains]

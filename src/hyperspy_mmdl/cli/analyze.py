@@ -52,7 +52,8 @@ def run(args) -> int:
         kw["data_bar"] = False
     results, failures, notes = report.analyze_files(
         args.files, model=args.model, device=args.device, segment_kwargs=kw,
-        attention=None if args.attention == "none" else args.attention, log=print, unit=args.unit)
+        attention=None if args.attention == "none" else args.attention, log=print, unit=args.unit,
+        progress=lambda line: print(line, file=sys.stderr, flush=True))
     text = [f"{len(args.files)} file(s), {len(results)} frame(s); segmentation {kw}."]
     if args.model:
         text.append(f"Model: {args.model}.")

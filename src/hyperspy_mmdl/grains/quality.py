@@ -113,6 +113,30 @@ def find_overlay_text(image, *, level: float = 0.97) -> np.ndarray:
     return out
 
 
+def _label_medians(g, labels):
+    """``ndi.median(g, labels, index=1..labels.max())``, the same values, several times faster.
+
+    ndimage lexsorts every pixel by label and value; grouping the pixels by label
+    (one integer sort) and sorting each group gives the same numbers: the middle
+    value, or the mean of the two middle ones. A label without pixels gets what
+    ndimage gives it: the smallest value of the lowest label present.
+    """
+    v, lab = np.ravel(g), np.ravel(labels)
+    n = int(lab.max())
+    counts = np.bincount(lab, minlength=n + 1)
+    ends = np.cumsum(counts)
+    v = v[np.argsort(lab, kind="stable")]
+    out = np.empty(n, np.float64)
+    for k in range(1, n + 1):
+        group = np.sort(v[ends[k - 1]:ends[k]])
+        m = len(group)
+        out[k - 1] = (group[(m - 1) // 2] + group[m // 2]) / 2.0 if m else np.nan
+    if (counts[1:] == 0).any():
+        low = int(np.flatnonzero(counts)[0])
+        out[counts[1:] == 0] = np.sort(v[ends[low] - counts[low]:ends[low]])[0]
+    return out
+
+
 def _boundary_contrast(g, labels):
     """Contrast-to-noise of the drawn boundaries: |median(line) − median(grain)| / MAD(grain)."""
     from .evaluate import boundaries
@@ -124,7 +148,7 @@ def _boundary_contrast(g, labels):
     gi = g[inner]
     mad = float(np.median(np.abs(gi - np.median(gi)))) * 1.4826
     # texture-contrast grains: the step across a boundary, from the grains on either side
-    med = ndi.median(g, labels, index=np.arange(1, int(labels.max()) + 1)) if labels.max() else np.zeros(0)
+    med = _label_medians(g, labels) if labels.max() else np.zeros(0)
     step = float(np.std(med)) if len(med) > 1 else 0.0
     line_step = abs(float(np.median(g[line])) - float(np.median(gi)))
     return max(line_step, step) / max(mad, 1e-6)
