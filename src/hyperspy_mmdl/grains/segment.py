@@ -54,7 +54,7 @@ K_FLANK = 0.65
 #: ``method="auto"`` keeps the classical boundary method when the largest connected piece of the
 #: line network holds at least this fraction of all line pixels (clean SEM grooves); the learned
 #: model takes broken or faint networks.
-STRONG_NETWORK = 0.85
+STRONG_NETWORK = 0.8
 #: ... and the threshold method when Otsu's two classes explain this fraction of the grey-level
 #: variance (particles or a phase on a flat background).
 TWO_PHASE = 0.85
