@@ -60,9 +60,10 @@ TASKS = ("classify", "regress-pce", "segment", "denoise", "super-resolve")
 NORMALIZATIONS = ("minmax", "zscore", "clahe", "none")
 #: ``(smallest, largest)`` side of the model input in pixels: image-level models (a classifier, the
 #: PCE regressor) see whole tiles and are trained at 32–1024 px; dense models (segmentation,
-#: denoising, super-resolution) at patches of 8 px and more.
-INPUT_SIDE = {"classify": (32, 1024), "regress-pce": (32, 1024), "segment": (8, 1024),
-              "denoise": (8, 1024), "super-resolve": (8, 1024)}
+#: denoising, super-resolution) at patches of 4 px (a ×4 super-resolution model's low-resolution
+#: patch) and more.
+INPUT_SIDE = {"classify": (32, 1024), "regress-pce": (32, 1024), "segment": (4, 1024),
+              "denoise": (4, 1024), "super-resolve": (4, 1024)}
 #: Pixel sizes of micrographs, in metres: from aberration-corrected STEM (a few pm) to photographs
 #: of macroscopic samples (a tenth of a millimetre and more).
 PIXEL_SIZE_RANGE_M = (1e-12, 1e-2)
