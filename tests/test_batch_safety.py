@@ -320,8 +320,8 @@ def test_complete_results_on_a_read_only_disk_are_read_back(data, tmp_path):
     assert report["first"]["rc"] == 0
     again = report["again"]
     assert again["rc"] == 0 and again["read_only"] and again["done"] == 3
-    assert again["lines"] == ["  up to date: nothing to do (the output folder is read-only; nothing was written)",
-                              "  tables in nm"]
+    assert again["lines"][:2] == ["  up to date: nothing to do (the output folder is read-only; nothing was written)",
+                                  "  tables in nm"]
     assert report["read"]["frames"] == 3 and report["read"]["grains"] > 0 and report["read"]["state"] == "finished"
     other = report["other"]
     assert other["error"] == "OutputNotWritableError" and other["errno"] == 30
