@@ -432,13 +432,19 @@ def test_one_run_per_output_folder_and_leftovers(small_stack, tmp_path):
     lock = out / ".mmdl-batch.lock"
     import socket
 
-    lock.write_text(f"{os.getpid()} {socket.gethostname()}")  # a live run holds it
-    with pytest.raises(OutputLockedError, match="another batch run"):
-        run_batch([small_stack], out, progress=False)
+    from hyperspy_mmdl.batch.lock import _OutputLock
+
+    live = _OutputLock(out).__enter__()  # a live run holds it
+    try:
+        with pytest.raises(OutputLockedError, match="another batch run"):
+            run_batch([small_stack], out, progress=False)
+    finally:
+        live.__exit__(None, None, None)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
     lock.write_text(f"{dead} {socket.gethostname()}")  # left by a killed run: taken over
     leftover = out / "shards" / ".abc.json.tmp123-4"
+    leftover.parent.mkdir(exist_ok=True)
     leftover.write_text("{")
     before = file_checksum(small_stack, "full")
     result = run_batch([small_stack], out, progress=False)
@@ -482,7 +488,14 @@ def test_classify_and_predict_pce_per_frame(small_stack, tmp_path, monkeypatch):
 
     from hyperspy_mmdl import checkpoint, inference
     from hyperspy_mmdl.checkpoint import save_checkpoint
+    from hyperspy_mmdl.models import registry
 
+    # the run checks every model file once before it starts, architecture included: register the
+    # tiny test models for the length of this test
+    monkeypatch.setitem(registry._REGISTRY, "tiny", {"fn": TinyClassifier, "input_size": (1, 32, 32),
+                                                     "num_classes": 3})
+    monkeypatch.setitem(registry._REGISTRY, "tiny_fusion", {"fn": TinyFusion, "input_size": (1, 32, 32),
+                                                            "num_classes": 1})
     torch.manual_seed(3)
     cls_path = save_checkpoint(tmp_path / "cls.pt", TinyClassifier(), card())
     pce_card = card(architecture="tiny_fusion", task="regress-pce", class_names=None, target_name="PCE",

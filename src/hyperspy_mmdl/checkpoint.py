@@ -41,6 +41,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_card",
+    "check_checkpoint",
     "library_versions",
     "TASKS",
     "check_task",
@@ -53,18 +54,37 @@ FORMAT_VERSION = 1
 
 TASKS = ("classify", "regress-pce", "segment", "denoise", "super-resolve")
 
+#: What :meth:`ModelCard.validate` accepts. A card outside these limits describes no model this
+#: package trains (or it was edited by hand or damaged), and using it would silently change the
+#: predictions or allocate far more memory than the weights need.
+NORMALIZATIONS = ("minmax", "zscore", "clahe", "none")
+#: ``(smallest, largest)`` side of the model input in pixels: image-level models (a classifier, the
+#: PCE regressor) see whole tiles and are trained at 32–1024 px; dense models (segmentation,
+#: denoising, super-resolution) at patches of 4 px (a ×4 super-resolution model's low-resolution
+#: patch) and more.
+INPUT_SIDE = {"classify": (32, 1024), "regress-pce": (32, 1024), "segment": (4, 1024),
+              "denoise": (4, 1024), "super-resolve": (4, 1024)}
+#: Pixel sizes of micrographs, in metres: from aberration-corrected STEM (a few pm) to photographs
+#: of macroscopic samples (a tenth of a millimetre and more).
+PIXEL_SIZE_RANGE_M = (1e-12, 1e-2)
+MAX_NUM_CLASSES = 10_000
+MAX_SCALE_FACTOR = 8
+#: A card's configuration integers (widths, depths, sizes) may not exceed the largest dimension of any
+#: weight tensor in the file, the number of tensors, or this floor (image sizes, reductions ...).
+CONFIG_INT_FLOOR = 1024
+
 #: The function that applies a model of each task, installed by :mod:`hyperspy_mmdl.inference`.
 _RUNNERS: dict = {}
 
 
-def check_task(card, task: str, use: str, source) -> None:
+def check_task(card, task, use: str, source) -> None:
     """Raise :class:`~hyperspy_mmdl.errors.WrongTaskError` unless ``card.task`` is ``task``.
 
     Parameters
     ----------
     card : ModelCard
-    task : str
-        The task the caller needs.
+    task : str or tuple of str
+        The task the caller needs (or the tasks it accepts).
     use : str
         What the caller does, for the message.
     source : str or Path
@@ -76,10 +96,16 @@ def check_task(card, task: str, use: str, source) -> None:
     Traceback (most recent call last):
     ...
     hyperspy_mmdl.errors.WrongTaskError: grain.pt is a 'classify' model; denoise needs a 'denoise' model
+    >>> check_task(ModelCard("unet_boundary", task="segment"), ("classify", "regress-pce"), "attention_map", "u.pt")
+    Traceback (most recent call last):
+    ...
+    hyperspy_mmdl.errors.WrongTaskError: u.pt is a 'segment' model; attention_map needs a 'classify' or 'regress-pce' model
     """
-    if card.task != task:
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    if card.task not in tasks:
         name = source.name if isinstance(source, Path) else str(source)
-        raise WrongTaskError(f"{name} is a {card.task!r} model; {use} needs a {task!r} model")
+        wanted = " or ".join(repr(t) for t in tasks)
+        raise WrongTaskError(f"{name} is a {card.task!r} model; {use} needs a {wanted} model")
 
 
 def register_runner(task: str, fn) -> None:
@@ -288,6 +314,59 @@ class ModelCard:
         n = self.config.get("num_classes")
         return int(n) if n is not None else None
 
+    def validate(self, source=None, *, task=None, use: str | None = None, state_dict: dict | None = None
+                 ) -> "ModelCard":
+        """Check that this card describes a model that can be applied as it says.
+
+        Everything a user of the file relies on is checked before any model is built:
+        the task the caller needs, the normalisation, the input size (channels 1 or 3,
+        sides in :data:`INPUT_SIDE`), the pixel size (positive, finite, a length unit
+        pint knows, within :data:`PIXEL_SIZE_RANGE_M`), the class names against the
+        number of outputs, the architecture's sizes (``num_classes`` at most
+        :data:`MAX_NUM_CLASSES`, ``in_chans`` 1 or 3, no configuration integer larger
+        than anything in the weights, so building the model cannot allocate more than
+        the file holds) and, with ``state_dict``, that every weight is finite.
+
+        Parameters
+        ----------
+        source : str or Path, optional
+            The model file, named in the messages.
+        task : str or tuple of str, optional
+            The task(s) the caller accepts.
+        use : str, optional
+            What the caller does, for the wrong-task message.
+        state_dict : dict, optional
+            The weights read from the file.
+
+        Returns
+        -------
+        ModelCard
+            ``self``.
+
+        Raises
+        ------
+        CheckpointError
+            Something is wrong; the message names the file and every problem found.
+        WrongTaskError
+            ``task`` is given and the card is of another task.
+
+        Examples
+        --------
+        >>> card = ModelCard("vgg_grain", config={"num_classes": 3}, input_size=[1, 224, 224],
+        ...                  pixel_size=0.05, pixel_unit="µm", class_names=["a", "b"])
+        >>> card.validate("grain.pt")
+        Traceback (most recent call last):
+        ...
+        hyperspy_mmdl.errors.CheckpointError: grain.pt: the model card does not fit the model: 2 class names (['a', 'b']) for a model with 3 outputs
+        """
+        where = str(source) if source is not None else f"<{self.architecture} model card>"
+        if task is not None:
+            check_task(self, task, use or f"a {task!r} call", Path(where) if source is not None else where)
+        problems = _card_problems(self, state_dict)
+        if problems:
+            raise CheckpointError(f"{where}: the model card does not fit the model: " + "; ".join(problems))
+        return self
+
     def to_dict(self) -> dict:
         """The card as a plain, JSON-serialisable dict."""
         return _jsonable(asdict(self))
@@ -310,6 +389,133 @@ class ModelCard:
         if "architecture" not in kwargs:
             raise ValueError("a model card needs an 'architecture' (registry name)")
         return cls(**kwargs)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _config_ints(obj, prefix=""):
+    """``(dotted key, value)`` of every integer in a (nested) configuration."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _config_ints(v, f"{prefix}{k}.")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _config_ints(v, f"{prefix[:-1]}[{i}].")
+    elif isinstance(obj, int) and not isinstance(obj, bool):
+        yield prefix[:-1], obj
+
+
+def _card_problems(card: "ModelCard", state_dict: dict | None) -> list[str]:
+    """Every problem :meth:`ModelCard.validate` finds, as short sentences."""
+    import math
+
+    out: list[str] = []
+    if card.normalization not in NORMALIZATIONS:
+        out.append(f"normalization {card.normalization!r} is not one of {', '.join(NORMALIZATIONS)}")
+    config = card.config
+    if not isinstance(config, dict):
+        return out + [f"config must be a dict, got {type(config).__name__}"]
+    # --- architecture sizes, before anything is built
+    n_out = config.get("num_classes")
+    if n_out is not None and (not isinstance(n_out, int) or isinstance(n_out, bool)
+                              or not 1 <= n_out <= MAX_NUM_CLASSES):
+        out.append(f"config num_classes={n_out!r} is not a whole number from 1 to {MAX_NUM_CLASSES}")
+        n_out = None
+    chans = config.get("in_chans")
+    if chans is not None and chans not in (1, 3):
+        out.append(f"config in_chans={chans!r} (a model takes 1 (grey) or 3 (RGB) channels)")
+    if state_dict is not None:
+        shapes = [tuple(getattr(t, "shape", ())) for t in state_dict.values()]
+        largest = max((max(s) for s in shapes if s), default=0)
+        limit = max(largest, len(shapes), CONFIG_INT_FLOOR)
+        big = [f"{k}={v}" for k, v in _config_ints(config) if v > limit and k != "num_classes"]
+        if big:
+            out.append(f"config {', '.join(big)} asks for more than the weights hold (largest tensor "
+                       f"dimension {largest}): building it would allocate memory for weights the file does "
+                       "not have")
+    if n_out is None and "num_classes" not in config:
+        try:
+            from .models import model_entry
+
+            n_out = int(model_entry(card.architecture)["num_classes"])
+        except (ImportError, ValueError, KeyError):
+            n_out = None
+    # --- input size
+    size = card.input_size
+    if size:
+        lo, hi = INPUT_SIDE[card.task]
+        if len(size) != 3:
+            out.append(f"input_size {list(size)} is not [channels, height, width]")
+        else:
+            c, h, w = size
+            if c not in (1, 3):
+                out.append(f"input_size has {c} channels (1 grey or 3 RGB)")
+            elif chans is not None and chans in (1, 3) and c != chans:
+                out.append(f"input_size has {c} channel(s) but config in_chans={chans}")
+            if not (lo <= h <= hi and lo <= w <= hi):
+                out.append(f"input size {h}×{w} px is outside {lo}–{hi} px for a {card.task!r} model "
+                           "(the tile size the model was trained at)")
+            fixed = config.get("img_size")
+            if isinstance(fixed, int) and (h, w) != (fixed, fixed):
+                out.append(f"input size {h}×{w} px but the architecture is built for {fixed}×{fixed} "
+                           "(config img_size)")
+    # --- pixel size and unit
+    from .calibration import PIXEL, convert_length, is_length, normalize_unit
+
+    unit = normalize_unit(card.pixel_unit)
+    if unit != PIXEL and not is_length(unit):
+        out.append(f"pixel_unit {card.pixel_unit!r} is not a length unit")
+    ps = card.pixel_size
+    if ps is not None:
+        if not _is_number(ps) or not math.isfinite(ps) or ps <= 0:
+            out.append(f"pixel_size {ps!r} is not a positive, finite number")
+        elif unit != PIXEL and is_length(unit):
+            metres = convert_length(float(ps), unit, "m")
+            lo_m, hi_m = PIXEL_SIZE_RANGE_M
+            if not lo_m <= metres <= hi_m:
+                out.append(f"pixel size {ps:g} {unit} ({metres:.3g} m) is outside the range of micrographs "
+                           f"({lo_m:g}–{hi_m:g} m per pixel)")
+    # --- outputs
+    names = card.class_names
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            out.append("class_names must be a list of non-empty strings")
+        elif len(set(names)) != len(names):
+            out.append(f"class_names {names} repeat a name")
+        elif card.task == "classify" and n_out is not None and len(names) != n_out:
+            out.append(f"{len(names)} class names ({names}) for a model with {n_out} outputs")
+    for name in ("target_mean", "target_std", "input_mean", "input_std"):
+        v = getattr(card, name)
+        if v is not None and not math.isfinite(v):
+            out.append(f"{name} is {v}")
+    if card.scale_factor > MAX_SCALE_FACTOR:
+        out.append(f"scale_factor {card.scale_factor} is larger than {MAX_SCALE_FACTOR}")
+    # --- weights
+    if state_dict is not None:
+        out += _weight_problems(state_dict)
+    return out
+
+
+def _weight_problems(state_dict: dict) -> list[str]:
+    """Weights that are not tensors, or floating-point tensors with NaN or infinite values."""
+    import torch
+
+    bad, not_tensors = [], []
+    for key, t in state_dict.items():
+        if not isinstance(t, torch.Tensor):
+            not_tensors.append(key)
+        elif (t.is_floating_point() or t.is_complex()) and t.numel() and not bool(torch.isfinite(t).all()):
+            bad.append(f"{key} ({int((~torch.isfinite(t)).sum())} of {t.numel()})")
+    out = []
+    if not_tensors:
+        out.append(f"weights {', '.join(not_tensors[:3])} are not tensors")
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        out.append(f"weights with NaN or infinite values: {', '.join(bad[:3])}{more} (a diverged training "
+                   "or a damaged file)")
+    return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -386,12 +592,33 @@ def save_checkpoint(path, model, card) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where the system allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic read-by-setting (briefly process-wide)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then :func:`os.replace`.
+
+    The file gets the mode any new file of the user gets (``0o666`` less the umask):
+    :func:`tempfile.mkstemp` creates it ``0o600``, which would keep a model saved into
+    a shared group folder from the user's colleagues.
+    """
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
@@ -455,9 +682,61 @@ def _parse_card(path: Path, text: str) -> ModelCard:
 
 
 def read_card(path) -> ModelCard:
-    """Read only the model card of a checkpoint (the weights are loaded too, on CPU)."""
+    """Read the model card of a checkpoint, validated (:meth:`ModelCard.validate`; the weights
+    are read too, on CPU, and checked for NaN).
+
+    Examples
+    --------
+    >>> read_card("grain-boundary-unet").task  # doctest: +SKIP
+    'segment'
+    """
     path = _resolve(path)
-    return _parse_card(path, _read_payload(path)["card"])
+    payload = _read_payload(path)
+    return _parse_card(path, payload["card"]).validate(path, state_dict=payload["state_dict"])
+
+
+def check_checkpoint(path, task=None, use: str | None = None) -> ModelCard:
+    """Everything :func:`load_checkpoint` checks, without building the model.
+
+    For a caller that will apply a model many times elsewhere (a batch run on its
+    workers) and wants a bad file refused once, up front: the file is read, its card
+    validated against its weights (:meth:`ModelCard.validate`), the task checked and the
+    architecture looked up in the registry.
+
+    Parameters
+    ----------
+    path : str or Path
+        The model file or a pretrained model's name.
+    task : str or tuple of str, optional
+        The task(s) the caller accepts.
+    use : str, optional
+        What the caller does, for the wrong-task message.
+
+    Returns
+    -------
+    ModelCard
+
+    Raises
+    ------
+    FileNotFoundError, CheckpointError, WrongTaskError
+
+    Examples
+    --------
+    >>> check_checkpoint("seg.pt", task="classify", use="mmdl batch --classify")  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    hyperspy_mmdl.errors.WrongTaskError: seg.pt is a 'segment' model; mmdl batch --classify needs a 'classify' model
+    """
+    path = _resolve(path)
+    payload = _read_payload(path)
+    card = _parse_card(path, payload["card"])
+    card.validate(path, task=task, use=use, state_dict=payload["state_dict"])
+    from hyperspy_mmdl import models
+
+    if card.architecture not in models.list_models():
+        raise CheckpointError(f"{path}: unknown architecture {card.architecture!r}; this napari-mmdl "
+                              f"knows {', '.join(models.list_models())}")
+    return card
 
 
 def _build(architecture: str, config: dict):
@@ -506,7 +785,9 @@ def load_checkpoint(path, device="cpu", model=None, task: str | None = None):
         The file does not exist.
     CheckpointError
         The file is corrupt, not a napari-mmdl checkpoint, holds pickled code,
-        or its weights do not fit the architecture named in its card.
+        its model card is invalid (:meth:`ModelCard.validate`: class names, input
+        size, pixel size and unit, architecture sizes, NaN weights) or its weights
+        do not fit the architecture named in its card.
     WrongTaskError
         ``task`` is given and the file holds a model of another task.
 
@@ -517,8 +798,7 @@ def load_checkpoint(path, device="cpu", model=None, task: str | None = None):
     path = _resolve(path)
     payload = _read_payload(path)
     card = _parse_card(path, payload["card"])
-    if task is not None:
-        check_task(card, task, f"a {task!r} call", path)
+    card.validate(path, task=task, state_dict=payload["state_dict"])  # before anything is built
     if model is None:
         config = dict(card.config)
         try:

@@ -327,7 +327,7 @@ def iter_attention_map(images, calibration, model, method="gradcam", target=None
     method = str(method).lower()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    pred = inf.get_predictor(model, device=device)
+    pred = inf.get_predictor(model, device=device).require_task(("classify", "regress-pce"), "attention_map")
     if method == "gradcam":
         if target is None and pred.card.task == "classify":
             probs = yield from inf.iter_classify(images, calibration, pred, batch_size=batch_size,

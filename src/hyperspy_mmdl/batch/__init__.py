@@ -25,6 +25,15 @@ stays bounded whatever the number of frames:
 ``OUT/manifest.json``
     Inputs with checksums, parameters, library versions, per-item status and error.
 
+Inputs that are not micrographs are listed and the run goes on: unreadable files and
+sub-folders, symbolic-link loops, broken links, FIFOs and other special files
+(:func:`find_inputs`); model files are checked once before the first frame
+(:meth:`BatchParameters.check_models`). A full disk or a file system turned read-only
+stops the run with :class:`OutputWriteError` naming the file; the finished frames are
+kept, the temporary files removed and the manifest says ``"failed"`` with the reason
+(when it can still be written). A complete output on a read-only disk is read back
+(:attr:`BatchResult.read_only`).
+
 Resuming: an item is identified by the input's checksum, the frame index and a
 hash of the parameters (segmentation method and parameters, measurement
 convention, checkpoint checksums, composition/process, package version). A rerun
@@ -36,9 +45,12 @@ time (ns) and the content of 1 MiB blocks at the start, the end and 8 evenly spa
 places; a directory store (``.zspy``) hashes every file's relative path, size and
 modification time plus the content of its small metadata files. Any rewrite of the
 file changes the checksum; a copy that does not keep the modification time
-(``cp`` without ``-p``) is processed again. ``checksum="full"`` streams the whole
-content through SHA-256 (content only, no times): slower for huge stacks
-(≈ 1 s/GB here) but independent of copies.
+(``cp`` without ``-p``) is processed again. What the quick checksum cannot see: an
+edit in place that keeps the size, changes only bytes outside the sampled blocks and
+restores the modification time reuses the old results. ``checksum="full"`` streams the
+whole content through SHA-256 (content only, no times): slower for huge stacks
+(≈ 1 s/GB here) but independent of copies and of such edits. An input rewritten since
+the last run has its old shards removed.
 
 Scale-out: ``workers=N`` starts a :class:`dask.distributed.LocalCluster` with N
 single-threaded worker processes; ``scheduler="tcp://host:8786"`` uses an existing
@@ -55,7 +67,8 @@ Modules (imports inside the package point down this list only):
 :mod:`~hyperspy_mmdl.batch.run`
     :func:`run_batch`, :class:`BatchResult`: plan the items, run them, assemble, write the manifest.
 :mod:`~hyperspy_mmdl.batch.lock`
-    :class:`OutputLockedError`: one run per output folder.
+    :class:`OutputLockedError`, :class:`OutputNotWritableError`: one run per output folder
+    (an ``fcntl.flock``).
 :mod:`~hyperspy_mmdl.batch.executor`
     the in-process loop or dask.distributed, the same item function.
 :mod:`~hyperspy_mmdl.batch.outputs`
@@ -63,7 +76,7 @@ Modules (imports inside the package point down this list only):
 :mod:`~hyperspy_mmdl.batch.shards`
     :func:`process_item`: one frame of one input computed and written as shards.
 :mod:`~hyperspy_mmdl.batch.store`
-    the output folder's names and atomic writes.
+    the output folder's names and atomic writes; :class:`OutputWriteError`.
 :mod:`~hyperspy_mmdl.batch.parameters`
     :class:`BatchParameters`, :func:`process_frame`.
 :mod:`~hyperspy_mmdl.batch.inputs`
@@ -78,11 +91,12 @@ from __future__ import annotations
 
 # the public API
 from .inputs import SUFFIXES, file_checksum, find_inputs
-from .lock import OutputLockedError
+from .lock import OutputLockedError, OutputNotWritableError
 from .outputs import read_results
 from .parameters import BatchParameters, process_frame
 from .run import BatchResult, run_batch
 from .shards import process_item
+from .store import OutputWriteError
 
 # the rest of what this package held when it was one module, still importable from here
 from .executor import _Executor, _Interrupted, _run_distributed, _run_local  # noqa: F401
@@ -133,4 +147,6 @@ __all__ = [
     "run_batch",
     "read_results",
     "OutputLockedError",
+    "OutputNotWritableError",
+    "OutputWriteError",
 ]

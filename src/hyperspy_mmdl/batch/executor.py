@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from .shards import process_item
+from .store import OutputWriteError
 
 
 class _Interrupted(Exception):
@@ -47,6 +48,8 @@ def _run_distributed(items, func, params, shard_dir, cancel, client) -> Iterator
             in_flight -= 1
             try:
                 record = future.result()
+            except OutputWriteError:  # the output folder cannot be written: the run stops
+                raise
             except Exception as err:  # the worker died or the task could not run
                 record = {"key": future.key.removeprefix("mmdl-batch-"), "status": "error",
                           "error": f"{type(err).__name__}: {err}"}

@@ -7,6 +7,7 @@ identifies an input's content for resuming; :func:`_plan_input` opens one input 
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
@@ -36,6 +37,27 @@ def _is_store_dir(path: Path) -> bool:
     return path.is_dir() and path.suffix.lower() == ".zspy"
 
 
+def _problem(p: Path) -> str | None:
+    """Why ``p`` (found or given) cannot be an input, or None: symbolic-link loops, broken links,
+    FIFOs, sockets and devices are reported instead of being opened (a FIFO would block the run)."""
+    import stat
+
+    try:
+        st = os.stat(p)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself)"
+        if os.path.islink(p):
+            return f"a broken symbolic link (to {os.readlink(p)!r})"
+        return f"cannot be read: {err.strerror}"
+    if stat.S_ISREG(st.st_mode) or (stat.S_ISDIR(st.st_mode) and p.suffix.lower() == ".zspy"):
+        return None
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a folder"
+            if stat.S_ISDIR(st.st_mode) else "not a regular file")
+    return f"not a regular file: {kind}"
+
+
 def find_inputs(inputs: Iterable[str | os.PathLike], *, exclude: str | os.PathLike | None = None
                 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, globs and folders into an ordered list of input files.
@@ -45,7 +67,7 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, exclude: str | os.PathLi
     inputs : iterable of str or path
         Files (any format :func:`hyperspy_mmdl.io.load` reads), glob patterns
         (``"run1/*.dm4"``, ``"**"`` recurses) and folders (searched recursively for
-        :data:`SUFFIXES`; a ``.zspy`` folder is one input).
+        :data:`SUFFIXES`, following links to folders; a ``.zspy`` folder is one input).
     exclude : path, optional
         A folder whose content is never an input (the output folder).
 
@@ -55,59 +77,106 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, exclude: str | os.PathLi
         Existing inputs, in the order given (folders and globs sorted), without
         duplicates.
     missing : list of (str, str)
-        Inputs that matched nothing, with the reason.
+        What could not be an input, with the reason: patterns that match nothing,
+        missing paths, and, met while scanning folders, sub-folders that cannot be
+        read, symbolic-link loops, broken links and special files (FIFOs, sockets,
+        devices) with a micrograph suffix. A batch run lists them and goes on.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "a.tif").write_bytes(b"")
+    0
+    >>> os.symlink("loop.tif", d / "loop.tif")
+    >>> files, problems = find_inputs([d])
+    >>> [f.name for f in files], [(Path(t).name, why) for t, why in problems]
+    (['a.tif'], [('loop.tif', 'a symbolic link loop (the link points back to itself)')])
     """
     excl = Path(exclude).resolve() if exclude is not None else None
 
-    def excluded(p: Path) -> bool:
-        if excl is None:
-            return False
-        rp = p.resolve()
-        return rp == excl or excl in rp.parents
+    def excluded(rp: Path) -> bool:
+        return excl is not None and (rp == excl or excl in rp.parents)
 
     files: list[Path] = []
     missing: list[tuple[str, str]] = []
     seen: set[Path] = set()
 
-    def add(p: Path):
-        rp = p.resolve()
-        if rp not in seen and not excluded(p):
+    def add(p: Path, text: str | None = None):
+        try:
+            rp = p.resolve()
+        except (OSError, RuntimeError):  # a symbolic-link loop
+            rp = None
+        if rp is not None and excluded(rp):
+            return
+        why = _problem(p)
+        if why is not None:
+            missing.append((text or str(p), why))
+        elif rp not in seen:
             seen.add(rp)
             files.append(p)
 
-    def walk(folder: Path) -> list[Path]:
-        found = []
-        for root, dirs, names in os.walk(folder):
+    def walk(folder: Path) -> tuple[list[Path], int]:
+        found, n_problems = [], 0
+
+        def unreadable(err: OSError):
+            nonlocal n_problems
+            n_problems += 1
+            missing.append((err.filename or str(folder), f"cannot read this folder: {err.strerror}"))
+
+        visited = set()
+        for root, dirs, names in os.walk(folder, onerror=unreadable, followlinks=True):
             root_p = Path(root)
+            real_root = os.path.realpath(root)
+            try:
+                st = os.stat(root_p)
+                visited.add((st.st_dev, st.st_ino))
+            except OSError:
+                pass
             keep = []
             for d in sorted(dirs):
                 if d.startswith("."):
                     continue
+                p = root_p / d
+                if os.path.islink(p):
+                    target = os.path.realpath(p)
+                    if real_root == target or real_root.startswith(target.rstrip(os.sep) + os.sep):
+                        n_problems += 1
+                        missing.append((str(p), "a symbolic link loop (a link to a folder that contains "
+                                                "it); not followed"))
+                        continue
                 if d.lower().endswith(".zspy"):
-                    found.append(root_p / d)
-                else:
+                    found.append(p)
+                    continue
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) not in visited:  # else already scanned by another path
                     keep.append(d)
             dirs[:] = keep
             found.extend(root_p / n for n in names
                          if not n.startswith(".") and Path(n).suffix.lower() in SUFFIXES)
-        return sorted(found)
+        return sorted(found), n_problems
 
     for item in inputs:
         text = os.fspath(item)
         if _GLOB_CHARS & set(text):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            matches = [m for m in matches if m.is_file() or _is_store_dir(m)]
+            matches = [m for m in matches if not m.is_dir() or _is_store_dir(m)]
             if not matches:
                 missing.append((text, "no file matches this pattern"))
             for m in matches:
                 add(m)
             continue
         p = Path(text)
-        if _is_store_dir(p) or p.is_file():
-            add(p)
+        if os.path.lexists(p) and not p.is_dir():
+            add(p, text)
+        elif _is_store_dir(p):
+            add(p, text)
         elif p.is_dir():
-            found = walk(p)
-            if not found:
+            found, n_problems = walk(p)
+            if not found and not n_problems:
                 missing.append((text, f"folder has no micrograph files ({', '.join(SUFFIXES)})"))
             for m in found:
                 add(m)
@@ -189,13 +258,30 @@ def _entry_calibration(entry: dict) -> Calibration:
     return Calibration(**{k: tuple(v) for k, v in entry["calibration"].items()})
 
 
+#: Longest labels name (UTF-8 bytes) kept as it is: ``labels/<name>.zspy`` and the temporary and
+#: zarr names built from it must stay far below the file systems' 255-byte limit.
+_NAME_BYTES = 96
+
+
 def _label_names(files: Sequence[Path]) -> list[str]:
+    """The name of each input's labels store (``labels/<name>.zspy``): the input's stem, unique;
+    a stem longer than 96 bytes is cut and a hash of the whole path added.
+
+    Examples
+    --------
+    >>> names = _label_names([Path("a/film.tif"), Path("b/film.tif"), Path("x" * 240 + ".tif")])
+    >>> names[0], names[1].startswith("film-"), len(names[2].encode()) <= 96 + 9
+    ('film', True, True)
+    """
     names, used = [], set()
     for p in files:
         stem = p.name[: -len(p.suffix)] if p.suffix else p.name
+        digest = hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:8]
         name = stem
+        if len(stem.encode("utf-8")) > _NAME_BYTES:
+            name = f"{stem.encode('utf-8')[:_NAME_BYTES].decode('utf-8', 'ignore')}-{digest}"
         if name in used:
-            name = f"{stem}-{hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:8]}"
+            name = f"{name}-{digest}"
         used.add(name)
         names.append(name)
     return names

@@ -19,7 +19,7 @@ import numpy as np
 from ..calibration import PIXEL, Calibration
 from .inputs import _sha256_text
 from .shards import _shard_paths
-from .store import MANIFEST, SHARDS, _atomic_write_bytes, _tmp_path
+from .store import MANIFEST, SHARDS, _atomic_write_bytes, _tmp_path, output_errno
 
 
 def _assemble(out: Path, plan: list[dict], items: list[dict], records: dict, shard_dir: Path,
@@ -42,7 +42,15 @@ def _assemble(out: Path, plan: list[dict], items: list[dict], records: dict, sha
     else:
         for name in ("grains_px.parquet", "grains_px.csv", "frames_px.parquet", "frames_px.csv"):
             (out / name).unlink(missing_ok=True)  # left from an earlier run of other inputs
-    outputs["labels"] = _assemble_labels(out, plan, items, records, shard_dir)
+    outputs["labels"] = []
+    for entry in plan:  # one input's labels that cannot be written do not cost the others theirs
+        try:
+            outputs["labels"] += _assemble_labels(out, [entry], items, records, shard_dir)
+        except Exception as err:
+            if output_errno(err) is not None:  # the output folder itself: the run stops
+                raise
+            entry["status"] = "error"
+            entry["error"] = f"labels not written: {type(err).__name__}: {err}"
     return outputs
 
 
@@ -154,7 +162,10 @@ def _assemble_labels(out: Path, plan, items, records, shard_dir: Path) -> list[s
             data = data.reshape(shape[:-2] + fshape)
         s = LazySignal2D(data, axes=cal.to_axes(data.shape))
         s.set_signal_type("grain_labels")
-        s.metadata.General.title = f"grain labels of {Path(entry['file']).name}"
+        name = Path(entry["file"]).name
+        if len(name.encode("utf-8")) > 120:  # the title names the store's zarr group: keep it short
+            name = Path(entry["labels"]).stem
+        s.metadata.General.title = f"grain labels of {name}"
         s.metadata.set_item("General.original_filename", Path(entry["file"]).name)
         tmp = final.with_name(f".tmp{os.getpid()}-{final.name}")
         if tmp.exists():

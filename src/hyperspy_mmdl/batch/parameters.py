@@ -97,6 +97,34 @@ class BatchParameters:
             except TypeError as err:
                 raise ValueError(f"{name}: values must be JSON-serialisable ({err})") from None
 
+    def check_models(self) -> None:
+        """Refuse, once and before any frame is read, a model file that cannot do what the run asks.
+
+        Every checkpoint the parameters name (classifier, PCE model, denoiser, learned
+        segmentation) is read and validated with
+        :func:`hyperspy_mmdl.checkpoint.check_checkpoint` against the task it is used
+        for, so a wrong or damaged file is one clear error instead of the same error
+        for every frame.
+
+        Raises
+        ------
+        CheckpointError, WrongTaskError
+            The message names the file and the problem.
+        """
+        from ..checkpoint import check_checkpoint
+
+        uses = [(self.classify, "classify", "batch --classify"),
+                (self.predict_pce, "regress-pce", "batch --predict-pce")]
+        denoiser = (self.preprocess.get("denoise_params") or {}).get("model")
+        if denoiser is not None:
+            uses.append((denoiser, "denoise", "batch --denoise"))
+        segmenter = self.segment_params.get("model") if self.segment == "learned" else None
+        if segmenter is not None and isinstance(segmenter, (str, Path)):
+            uses.append((segmenter, "segment", "batch --segment learned"))
+        for path, task, use in uses:
+            if path is not None:
+                check_checkpoint(path, task=task, use=use)
+
     def to_dict(self) -> dict:
         return dict(segment=self.segment, segment_params=dict(self.segment_params),
                     convention=self.convention, classify=self.classify, predict_pce=self.predict_pce,

@@ -15,11 +15,21 @@ from ..calibration import PIXEL
 from .executor import _Executor, _Interrupted
 from .frames import _OPEN, _OPEN_LOCK
 from .inputs import CHECKSUM_NOTE, _entry_calibration, _label_names, _plan_input, _sha256_text, find_inputs
-from .lock import _OutputLock
+from .lock import OutputLockedError, OutputNotWritableError, _OutputLock, writer_active
 from .outputs import _assemble
 from .parameters import BatchParameters
-from .shards import _finished_record
-from .store import LABELS, MANIFEST, SHARDS, _atomic_write_json, _remove_leftovers
+from .shards import _finished_record, _shard_paths
+from .store import (
+    LABELS,
+    MANIFEST,
+    OUTPUT_ERRNOS,
+    SHARDS,
+    OutputWriteError,
+    _atomic_write_json,
+    _remove_leftovers,
+    _unlink_quietly,
+    output_errno,
+)
 
 
 @dataclass
@@ -35,11 +45,15 @@ class BatchResult:
     exit_code : int
         0 when every input and frame was processed, 1 when anything failed,
         130 when the run was cancelled.
+    read_only : bool
+        The output folder could not be written, and its results were already
+        those of these inputs and parameters: nothing was done or written.
     """
 
     out: Path
     manifest: dict
     exit_code: int
+    read_only: bool = False
 
     @property
     def ok(self) -> bool:
@@ -56,6 +70,8 @@ class BatchResult:
 
         m = self.manifest
         lines = []
+        if self.read_only:
+            lines.append("  up to date: nothing to do (the output folder is read-only; nothing was written)")
         outputs = m.get("outputs") or {}
         unit = outputs.get("unit") or m.get("unit")
         if unit:
@@ -66,7 +82,9 @@ class BatchResult:
                          f"frames_px.csv (pixels)")
         for entry in m.get("inputs", []):
             if entry.get("status") == "error" and entry.get("error"):
-                lines.append(f"  failed: {entry['file']}: {entry['error']}")
+                error = str(entry["error"])
+                lines.append(f"  failed: {error}" if error.startswith(entry["file"]) else
+                             f"  failed: {entry['file']}: {error}")
         for e in m.get("items", []):
             if e.get("status") == "error":
                 lines.append(f"  failed: {e['file']} frame {e['frame']}: {e.get('error')}")
@@ -152,6 +170,24 @@ def run_batch(
     ------
     KeyboardInterrupt
         Re-raised after the manifest is written when the run is interrupted.
+    CheckpointError, WrongTaskError
+        A model file is unusable or of the wrong task (checked once, before any frame).
+    OutputLockedError
+        Another run is writing to ``out``.
+    OutputNotWritableError
+        ``out`` cannot be written and its results are not those of these inputs
+        and parameters (when they are, the result says so: ``read_only``).
+    OutputWriteError
+        ``out`` could not take a write during the run (a full disk, a file system
+        turned read-only): the run stopped, the finished frames are kept, the
+        temporary files removed and the manifest says ``"failed"`` with the reason
+        (when it can still be written).
+
+    Notes
+    -----
+    Inputs that cannot be processed (unreadable files or sub-folders, symbolic-link
+    loops, FIFOs and other special files, files that are not micrographs) are listed in
+    the manifest and the report, and the run goes on with the others.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -167,22 +203,45 @@ def run_batch(
     executor = _Executor(workers, scheduler)  # validates the arguments
     if checksum not in ("quick", "full"):
         raise ValueError(f"checksum must be 'quick' or 'full', got {checksum!r}")
+    params.check_models()  # a model file that cannot do the job is refused once, before any frame
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / SHARDS).mkdir(exist_ok=True)
-    (out / LABELS).mkdir(exist_ok=True)
-    with _OutputLock(out):
-        _remove_leftovers(out)
+    lock = _OutputLock(out)
+    try:
+        lock.__enter__()
+    except OutputNotWritableError as err:
         try:
-            return _run_locked(inputs, out, params, executor, checksum, progress, cancel, on_progress,
-                               command)
+            return _read_only_result(inputs, out, params, checksum, command, err)
         finally:
-            with _OPEN_LOCK:  # let go of the inputs opened in this process (h5py/zarr handles)
+            with _OPEN_LOCK:
                 _OPEN.clear()
+    try:
+        (out / SHARDS).mkdir(exist_ok=True)
+        (out / LABELS).mkdir(exist_ok=True)
+        _remove_leftovers(out)
+        return _run_locked(inputs, out, params, executor, checksum, progress, cancel, on_progress,
+                           command)
+    finally:
+        lock.__exit__(None, None, None)
+        with _OPEN_LOCK:  # let go of the inputs opened in this process (h5py/zarr handles)
+            _OPEN.clear()
 
 
-def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, progress, cancel,
-                on_progress, command) -> BatchResult:
+@dataclass
+class _Plan:
+    """What a run is to do: the manifest so far, the inputs, the items and those already done."""
+
+    manifest: dict
+    plan: list
+    items: list
+    params: BatchParameters
+    params_hash: str
+    records: dict
+    todo: list
+
+
+def _plan_run(inputs, out: Path, params: BatchParameters, checksum: str, command) -> _Plan:
+    """Find and open the inputs, name the items, and find the finished ones (reads only)."""
     shard_dir = out / SHARDS
     files, missing = find_inputs(inputs, exclude=out)
     if not files and not missing:
@@ -242,6 +301,63 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
             records[item["key"]] = rec
         else:
             todo.append(item)
+    return _Plan(manifest, plan, items, params, params_hash, records, todo)
+
+
+def _read_manifest(out: Path) -> dict:
+    import json
+
+    try:
+        m = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return m if isinstance(m, dict) else {}
+
+
+def _read_only_result(inputs, out: Path, params: BatchParameters, checksum: str, command,
+                      err: OSError) -> BatchResult:
+    """``out`` cannot be written: fine when its results already are those of this run."""
+    if writer_active(out):
+        raise OutputLockedError(f"{out}: another batch run is writing here; wait for it to finish") from None
+    p = _plan_run(inputs, out, params, checksum, command)
+    done = _read_manifest(out)
+    keys = [it["key"] for it in p.items]
+    same = (done.get("state") == "finished" and done.get("parameters_hash") == p.params_hash
+            and [e.get("key") for e in done.get("items", [])] == keys
+            and [e.get("file") for e in done.get("inputs", [])] == [e["file"] for e in p.manifest["inputs"]]
+            and all((out / f).is_file() for f in ("frames.parquet", "grains.parquet")))
+    if same:
+        c = done.get("counts") or {}
+        failed = int(c.get("error", 0)) + int(c.get("failed_inputs", 0))
+        return BatchResult(out=out, manifest=done, exit_code=1 if failed else 0, read_only=True)
+    why = ("it has no finished run" if not done else
+           f"{len(p.todo)} of {len(p.items)} frame(s) are not done" if p.todo else
+           "its results are of other inputs or parameters")
+    raise OutputNotWritableError(err.errno, f"cannot write the output folder ({os.strerror(err.errno)}), and "
+                                 f"{why}", str(out)) from None
+
+
+def _stale_shards(previous: dict, plan: list) -> list[str]:
+    """Keys of the previous run's items whose input has been rewritten since (same path, other content)."""
+    now = {e["path"]: e.get("checksum") for e in plan if e.get("path") and e.get("checksum")}
+    files = {e["file"] for e in previous.get("inputs", [])
+             if e.get("path") in now and e.get("checksum") and e["checksum"] != now[e["path"]]}
+    return [e["key"] for e in previous.get("items", []) if e.get("file") in files and e.get("key")]
+
+
+def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, progress, cancel,
+                on_progress, command) -> BatchResult:
+    shard_dir = out / SHARDS
+    p = _plan_run(inputs, out, params, checksum, command)
+    manifest, plan, items, params, records, todo = p.manifest, p.plan, p.items, p.params, p.records, p.todo
+    params_hash = p.params_hash
+    # an input rewritten since the last run: its old results can never be used again
+    stale = _stale_shards(_read_manifest(out), plan)
+    for key in stale:
+        for path in _shard_paths(shard_dir, key).values():
+            _unlink_quietly(path)
+    if stale:
+        manifest["removed_shards"] = len(stale)
 
     manifest_path = out / MANIFEST
 
@@ -257,12 +373,44 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
         manifest["counts"] = counts
         _atomic_write_json(manifest_path, manifest)
 
-    write_manifest("running")
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="frame", desc="mmdl batch",
                disable=not progress, dynamic_ncols=True)
-    done = len(items) - len(todo)
+    state = {"done": len(items) - len(todo)}
+    try:
+        return _execute(out, manifest, plan, items, params, params_hash, records, todo, executor, bar, cancel,
+                        on_progress, write_manifest, state)
+    except OSError as err:
+        code = output_errno(err)
+        if code is None:
+            raise
+        bar.close()
+        raise _failed(out, manifest, write_manifest, err, code, state["done"], len(items)) from None
+
+
+def _failed(out: Path, manifest: dict, write_manifest, err: OSError, code: int, done: int, total: int):
+    """The output folder could not take a write: clean up, say so in the manifest, return the error."""
+    _remove_leftovers(out, quiet=True)  # temporary files of this run (best effort on a read-only disk)
+    path = getattr(err, "filename", None) or str(out)
+    what = OUTPUT_ERRNOS.get(code, os.strerror(code))
+    manifest["error"] = f"{path}: {what}"
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        write_manifest("failed")
+        said = "manifest.json says 'failed'"
+    except OSError:
+        said = "manifest.json could not be updated either (it still says 'running')"
+    return OutputWriteError(code, f"cannot write the batch output: {what}. The run stopped with {done} of "
+                            f"{total} frame(s) done (kept: rerun the same command once the disk can be "
+                            f"written); {said}", str(path))
+
+
+def _execute(out, manifest, plan, items, params, params_hash, records, todo, executor, bar, cancel,
+             on_progress, write_manifest, state) -> BatchResult:
+    shard_dir = out / SHARDS
+    write_manifest("running")
+    done = state["done"]
     interrupted = False
     last_write = time.monotonic()
     try:
@@ -271,6 +419,7 @@ def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, 
             for record in ex.map(todo, params.to_dict(), str(shard_dir), cancel):
                 records[record["key"]] = record
                 done += 1
+                state["done"] = done
                 bar.update(1)
                 if on_progress is not None:
                     on_progress(done, len(items))

@@ -17,7 +17,7 @@ import numpy as np
 
 from .frames import read_frame
 from .parameters import BatchParameters, process_frame
-from .store import _atomic_write, _atomic_write_json
+from .store import OutputWriteError, _atomic_write, _atomic_write_json
 
 
 def _shard_paths(shard_dir: Path, key: str) -> dict[str, Path]:
@@ -36,7 +36,11 @@ def _grains_frame(table, file: str, frame: int):
 
 
 def process_item(item: dict, params: dict, shard_dir: str) -> dict:
-    """Compute one item (one frame of one input) and write its shards; never raises.
+    """Compute one item (one frame of one input) and write its shards.
+
+    A frame that cannot be read or computed is recorded (``status`` ``"error"``) and the
+    batch goes on; only an output folder that cannot be written (full, read-only) raises,
+    :class:`~hyperspy_mmdl.batch.store.OutputWriteError`, which stops the run.
 
     Parameters
     ----------
@@ -60,7 +64,7 @@ def process_item(item: dict, params: dict, shard_dir: str) -> dict:
     shard_dir = Path(shard_dir)
     paths = _shard_paths(shard_dir, item["key"])
     record = {"key": item["key"], "file": item["file"], "frame": int(item["frame"]), "status": "ok",
-              "error": None}
+              "error": None, "checksum": item.get("checksum")}
     try:
         p = BatchParameters(**params)
         image, cal = read_frame(item["path"], int(item["frame"]), item["checksum"])
@@ -76,6 +80,8 @@ def process_item(item: dict, params: dict, shard_dir: str) -> dict:
         if result.notes:
             record["notes"] = list(result.notes)
         record["labels_shape"] = list(result.labels.shape)
+    except OutputWriteError:  # the output folder, not the frame: the run stops
+        raise
     except Exception as err:  # recorded, the batch goes on
         record["status"] = "error"
         record["error"] = f"{type(err).__name__}: {err}"

@@ -15,7 +15,8 @@ Examples
 
 Running the same command again resumes: finished frames are skipped. The exit
 status is 0 when everything was processed, 1 when an input or a frame failed
-(see ``OUT/manifest.json``), 130 when interrupted.
+(see ``OUT/manifest.json``), 2 when the run could not start or the output folder
+could not be written, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+#: What ``--checksum quick`` cannot see, said in ``mmdl batch --help`` and the README.
+QUICK_CHECKSUM_LIMIT = (
+    "Resuming recognises an input by a checksum. --checksum quick (the default) hashes the file size, "
+    "the modification time and 1 MiB blocks at 10 places: an edit in place that keeps the size, changes "
+    "no sampled block and restores the modification time (e.g. touch -d) is not seen, and the old "
+    "results are reused. Use --checksum full (SHA-256 of the whole content) when files may be edited "
+    "that way.")
 
 
 def _value(text: str):
@@ -53,6 +62,12 @@ def parse_pairs(text: str | None, what: str) -> dict:
     return out
 
 
+def _wrap(text: str, width: int = 88) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "batch",
@@ -60,9 +75,12 @@ def register(subparsers) -> None:
         description="Process files, globs and folders of micrographs and stacks (frame by frame, lazily):\n"
         "segment, measure, summarize, optionally classify and predict PCE. Outputs in --out:\n"
         "grains.parquet/.csv, frames.parquet/.csv, labels/*.zspy, manifest.json.\n"
-        "Rerun the same command to resume. Exit status: 0 all processed, 1 something failed,\n"
-        "130 interrupted.",
-        epilog="examples:\n" + __doc__.split("::\n\n")[1].split("\n\nRunning")[0],
+        "Rerun the same command to resume. Inputs that cannot be read (unreadable sub-folders,\n"
+        "symbolic-link loops, FIFOs, damaged files) are listed and the run goes on. Exit status:\n"
+        "0 all processed, 1 something failed, 2 could not run or the output folder could not be\n"
+        "written (full or read-only disk: the finished frames are kept), 130 interrupted.",
+        epilog="examples:\n" + __doc__.split("::\n\n")[1].split("\n\nRunning")[0]
+        + "\n\nresuming and --checksum:\n  " + "\n  ".join(_wrap(QUICK_CHECKSUM_LIMIT)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -95,7 +113,8 @@ def register(subparsers) -> None:
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on an existing dask.distributed cluster (e.g. tcp://host:8786)")
     p.add_argument("--checksum", choices=("quick", "full"), default="quick",
-                   help="input fingerprint for resuming: quick (size, mtime, sampled blocks) or full "
+                   help="input fingerprint for resuming: quick (size, mtime, sampled blocks; misses an "
+                        "in-place edit of unsampled bytes with the mtime restored, see below) or full "
                         "(SHA-256 of the whole content)")
     p.add_argument("--unit", default=None, metavar="UNIT",
                    help="length unit of every table (nm, µm, mm); default: by the inputs' pixel sizes")
@@ -138,8 +157,13 @@ def run(args) -> int:
         command=["mmdl", "batch"] + sys.argv[2:] if sys.argv[1:2] == ["batch"] else None,
     )
     c = result.counts
-    print(f"mmdl batch: {c['done']} frame(s) processed ({c['resumed']} resumed), {c['error']} failed, "
-          f"{c['failed_inputs']} input(s) failed; outputs in {result.out}", file=sys.stderr)
+    if result.read_only:
+        print(f"mmdl batch: up to date: {c['done']} frame(s) done, {c['error']} failed, {c['failed_inputs']} "
+              f"input(s) failed, as recorded in {result.out} (read-only: nothing was written)",
+              file=sys.stderr)
+    else:
+        print(f"mmdl batch: {c['done']} frame(s) processed ({c['resumed']} resumed), {c['error']} failed, "
+              f"{c['failed_inputs']} input(s) failed; outputs in {result.out}", file=sys.stderr)
     for line in result.report_lines():
         print(line, file=sys.stderr)
     return result.exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import CheckpointError, MMDLError
 from .predictor import default_batch, get_predictor, main_output, run_steps
 from .prepare import prepare_frames
 from .tiling import plan_tiles, tile_batches
@@ -48,6 +49,14 @@ def iter_classify(images, calibration, model, *, device="auto", batch_size=None,
         done += len(chunk)
         yield done, len(tiles)
     probs = (sums / counts[:, None]).astype(np.float32)
+    names = pred.card.class_names
+    if names and probs.shape[1] != len(names):
+        raise CheckpointError(f"{pred.name}: the model has {probs.shape[1]} outputs but its card names "
+                              f"{len(names)} classes ({names})")
+    bad = ~np.isfinite(probs).all(axis=1)
+    if bad.any():
+        raise MMDLError(f"{pred.name}: the model returned NaN or infinite outputs for {int(bad.sum())} of "
+                        f"{len(probs)} frame(s); its weights are damaged (a diverged training?)")
     return probs.reshape(lead + (probs.shape[1],))
 
 

@@ -118,13 +118,14 @@ class Predictor:
         """The model file's name, or the architecture for a model given in memory."""
         return self.path.name if self.path is not None else f"<{self.card.architecture} in memory>"
 
-    def require_task(self, task: str, use: str) -> "Predictor":
+    def require_task(self, task, use: str) -> "Predictor":
         """Raise :class:`~hyperspy_mmdl.errors.WrongTaskError` unless the card's task is ``task``.
 
         Parameters
         ----------
-        task : str
-            The task the caller needs (a :data:`hyperspy_mmdl.checkpoint.TASKS` name).
+        task : str or tuple of str
+            The task the caller needs (a :data:`hyperspy_mmdl.checkpoint.TASKS` name), or the
+            tasks it accepts.
         use : str
             What the caller does, for the message (``"classify"``, ``"denoise"`` ...).
 

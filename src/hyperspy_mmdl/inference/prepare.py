@@ -28,7 +28,12 @@ from ..preprocess.normalize import normalize_whole as normalize  # as in trainin
 from ..preprocess.resample import resample_to_pixel_size
 from .predictor import Predictor
 
-__all__ = ["normalize", "normalize_input", "intensity_scale", "resample_to_pixel_size", "prepare_frames"]
+__all__ = ["normalize", "normalize_input", "intensity_scale", "resample_to_pixel_size", "prepare_frames",
+           "check_resampling", "MAX_RESAMPLED_PIXELS"]
+
+#: A frame resampled to a model's pixel size may have at most this many pixels per channel
+#: (256 MiB in float32), or four times its own number of pixels when that is more.
+MAX_RESAMPLED_PIXELS = 1 << 26
 
 
 def normalize_input(x: np.ndarray, card) -> np.ndarray:
@@ -100,6 +105,60 @@ def _to_channels(frame: np.ndarray, in_chans: int, channel_axis: int | None) -> 
 
 
 
+def check_resampling(frame_shape, calibration: Calibration | None, predictor: Predictor) -> None:
+    """Refuse to resample frames to a model's pixel size when the result would not fit in memory.
+
+    A frame becomes ``image pixel size / model pixel size`` times larger along each
+    axis. A model trained at a much finer pixel than the image's (a TEM model on an
+    SEM image, or a calibration or model card off by orders of magnitude) would make
+    a 1024² frame gigapixels large: refused, with both pixel sizes, when the
+    resampled frame would have more than :data:`MAX_RESAMPLED_PIXELS` pixels (or
+    four times the frame's own, for frames already that large), and when it would
+    shrink to fewer than 8 pixels on a side.
+
+    Raises
+    ------
+    CalibrationError
+        The message names the model file, both pixel sizes and the resulting size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> card = ModelCard("vgg_grain", input_size=[1, 224, 224], pixel_size=0.05, pixel_unit="nm")
+    >>> p = Predictor(torch.nn.Identity(), card, device="cpu")
+    >>> check_resampling((512, 512), Calibration.from_pixel_size(5.0, "nm"), p)
+    Traceback (most recent call last):
+    ...
+    hyperspy_mmdl.errors.CalibrationError: <vgg_grain in memory>: resampling the 512×512 px frame from 5 nm/px to the model's 0.05 nm/px (×100 per axis) would make it 51200×51200 px (9.8 GiB per channel); check the image's calibration and the model card's pixel size
+    """
+    from ..calibration import PIXEL, convert_length, normalize_unit, readable_unit
+    from ..errors import CalibrationError
+
+    card = predictor.card
+    if card.pixel_size is None or normalize_unit(card.pixel_unit) == PIXEL:
+        return
+    if calibration is None or not calibration.is_calibrated:
+        return
+    unit = normalize_unit(card.pixel_unit)
+    sy, sx = calibration.pixel_size_in(unit)
+    h, w = (int(n) for n in frame_shape[-2:])
+    nh, nw = max(1, round(h * sy / card.pixel_size)), max(1, round(w * sx / card.pixel_size))
+    limit = max(MAX_RESAMPLED_PIXELS, 4 * h * w)
+    small = min(nh, nw) < 8 <= min(h, w)
+    if nh * nw <= limit and not small:
+        return
+    factor = sy / card.pixel_size
+    what = (f"would make it {nh}×{nw} px ({nh * nw * 4 / 2 ** 30:.2g} GiB per channel)" if not small
+            else f"would leave {nh}×{nw} px")
+    shown = readable_unit(min(sy, card.pixel_size), unit)  # both sizes in one readable unit
+    mine, theirs = convert_length(sy, unit, shown), convert_length(card.pixel_size, unit, shown)
+    raise CalibrationError(
+        f"{predictor.name}: resampling the {h}×{w} px frame from {mine:.4g} {shown}/px to the model's "
+        f"{theirs:.4g} {shown}/px (×{factor:.3g} per axis) {what}; check the image's calibration "
+        "and the model card's pixel size")
+
+
 def prepare_frames(images, calibration: Calibration | None, predictor: Predictor, *,
                    channel_axis: int | None = None, resample: bool = True, return_scale: bool = False):
     """Frames as the model expects them: channels, pixel size and normalisation from the card.
@@ -150,6 +209,8 @@ def prepare_frames(images, calibration: Calibration | None, predictor: Predictor
     flat = arr.reshape((-1,) + arr.shape[arr.ndim - img_ndim:])
     frame_shape = flat.shape[1:3]
     card = predictor.card
+    if resample:
+        check_resampling(frame_shape, calibration, predictor)
 
     def one(frame):
         x = _to_channels(frame, predictor.in_chans, -1 if channel_axis is not None else None)
