@@ -19,6 +19,7 @@ from .splits import SEED, kfold_indices, train_val_test_split
 
 __all__ = ["TrainResult", "build_model", "split_indices", "train_classifier", "train_segmenter",
            "DidNotLearnWarning", "auto_schedule", "learning_check", "linear_probe", "held_out_predictions",
+           "adapt_batchnorm", "freeze_batchnorm",
            "train_pce", "cross_validate_pce", "softmax"]
 
 
@@ -212,6 +213,66 @@ def _init_from_pretrained(model, name: str, architecture: str) -> dict:
     return {"pretrained": name, "copied": copied, "pretrained_architecture": card.architecture}
 
 
+def _batchnorms(model) -> list:
+    import torch
+
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def adapt_batchnorm(model, dataset, *, views: int = 2, device="cpu", batch_size: int = 32) -> int:
+    """Re-estimate the BatchNorm statistics of ``model`` on ``dataset`` (AdaBN); returns the layers updated.
+
+    A pretrained backbone's normalisation statistics come from its own
+    training images; recomputing them (cumulative averages over ``views``
+    augmented passes) standardises its features on the new images before a
+    head is fitted on them.
+    """
+    import torch
+
+    from .loop import _loader, resolve_device
+
+    bns = _batchnorms(model)
+    if not bns:
+        return 0
+    dev = resolve_device(device)
+    model.to(dev).train()
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average over every batch
+    with torch.no_grad():
+        for v in range(views):
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(20_000 + v)
+            for x, _ in _loader(dataset, batch_size, shuffle=True, seed=v, epoch=0):
+                model(x.to(dev))
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+    model.eval()
+    return len(bns)
+
+
+def freeze_batchnorm(model) -> None:
+    """Keep ``model``'s BatchNorm layers in evaluation mode (fixed statistics) even in ``model.train()``.
+
+    Fine-tuning on a few images in small batches then changes the
+    convolutions only: the features the head was fitted on, and those seen
+    at inference, are computed the same way as in training.
+    """
+    bns = _batchnorms(model)
+    if not bns:
+        return
+    plain_train = model.train
+
+    def train(mode: bool = True):
+        plain_train(mode)
+        for bn in bns:
+            bn.eval()
+        return model
+
+    model.train = train
+
+
 def _features(model, dataset, views: int, device, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """``model.features`` of ``views`` passes over ``dataset`` (augmented when it has an augmentation)."""
     import torch
@@ -402,11 +463,15 @@ def train_classifier(image_set, recipe: dict, *, model_name: str | None = None, 
             init = {}
         elif init.get("linear_probe", True) and hasattr(model, "features") and hasattr(model, "head"):
             views = int(np.clip(math.ceil(400 / len(tr)), 2, 8))
+            if init.get("batchnorm", "adapt") == "adapt":
+                init_record["batchnorm"] = f"re-estimated on the training images ({adapt_batchnorm(model, train_ds, views=2, device=device)} layers), then fixed"
             probe = linear_probe(model, train_ds, val_ds, len(names), device=device, views=views, seed=seed)
             init_record["linear_probe"] = probe
             log(f"linear head on frozen {init['pretrained']} features: train accuracy "
                 f"{probe['train_accuracy']:.2f}" + (f", validation {probe['val_accuracy']:.2f}"
                                                     if "val_accuracy" in probe else "") + f" (C={probe['C']})")
+    if init.get("batchnorm") in ("adapt", "fixed") or "batchnorm" in init_record:
+        freeze_batchnorm(model)
     fit_kw = _fit_kwargs(recipe, epochs, batch_size)
     if steps_per_epoch is None:
         fit_kw["batch_size"] = min(fit_kw["batch_size"], len(tr))

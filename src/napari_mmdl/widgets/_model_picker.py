@@ -69,7 +69,7 @@ def card_summary(card) -> str:
         lines.append(f"target: {card.target_name} ({card.target_unit or ''})")
     m = card.metrics or {}
     shown = [f"{k} {v:.3g}" for k, v in m.items()
-             if k in ("accuracy", "macro_F1", "MAE", "R2", "boundary_f1", "chance_accuracy")
+             if k in ("accuracy", "f1", "MAE", "R2", "boundary_f1", "chance_accuracy")
              and isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not shown:
         shown = [f"{k} {v:.3g}" for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:4]
