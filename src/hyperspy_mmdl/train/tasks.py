@@ -164,21 +164,21 @@ def learning_check(y_true, y_pred, *, alpha: float = 0.05) -> dict:
 
 
 def _resolve_schedule(recipe: dict, n_train: int, epochs, batch_size) -> tuple[dict, int | None]:
-    """A copy of ``recipe`` with "auto" batch size / epochs replaced; also the steps per epoch."""
+    """A copy of ``recipe`` with "auto" batch size / epochs replaced (:func:`auto_schedule`); also the
+    steps per epoch (``None``: one pass over the training images)."""
     import copy
 
     r = copy.deepcopy(recipe)
     tr = r.setdefault("train", {})
-    auto = auto_schedule(n_train, sample_budget=int(tr.get("sample_budget", 2400)))
-    steps = None
-    if batch_size is None and str(tr.get("batch_size", 32)) == "auto":
-        tr["batch_size"] = auto["batch_size"]
-        steps = auto["steps_per_epoch"]
-    if epochs is None and str(tr.get("epochs", 10)) == "auto":
-        tr["epochs"] = auto["epochs"] if steps is not None or batch_size is None else \
-            auto_schedule(n_train, sample_budget=int(tr.get("sample_budget", 2400)), min_batch=int(batch_size),
-                          max_batch=int(batch_size))["epochs"]
-    return r, steps
+    auto_batch = batch_size is None and str(tr.get("batch_size")) == "auto"
+    fixed = {} if auto_batch else {"min_batch": int(batch_size or tr.get("batch_size", 32)),
+                                   "max_batch": int(batch_size or tr.get("batch_size", 32))}
+    plan = auto_schedule(n_train, sample_budget=int(tr.get("sample_budget", 2400)), **fixed)
+    if auto_batch:
+        tr["batch_size"] = plan["batch_size"]
+    if epochs is None and str(tr.get("epochs")) == "auto":
+        tr["epochs"] = plan["epochs"]
+    return r, plan["steps_per_epoch"] if auto_batch else None
 
 
 def _init_from_pretrained(model, name: str, architecture: str) -> dict:
@@ -361,19 +361,26 @@ def _param_groups(model, init: dict, lr: float):
     return [{"params": rest, "lr": lr * scale}, {"params": head, "lr": lr}]
 
 
-def held_out_predictions(model, card, images, *, device="cpu") -> np.ndarray:
-    """Class probabilities of whole held-out images, as a user gets them (tiles averaged).
+def held_out_predictions(model, card, images, *, device="cpu", max_tiles_side: int = 4) -> np.ndarray:
+    """Class probabilities of held-out images, as a user gets them (tiles averaged).
 
     Each image (already at the model's pixel size and normalised) goes through
     :func:`hyperspy_mmdl.inference.classify`, which cuts it into the model's
-    input tiles and averages their probabilities.
+    input tiles and averages their probabilities. Images larger than
+    ``max_tiles_side`` model inputs along an axis are scored on their centre
+    window of that size, which bounds the time a large folder takes.
     """
     from .. import inference
 
     pred = inference.get_predictor((model, card), device=device)
+    side = None if not card.input_size else int(max_tiles_side) * int(card.input_size[-1])
     out = []
     for x in images:
         x = np.asarray(x)
+        if side is not None:
+            h, w = x.shape[-2:]
+            r, c = max((h - side) // 2, 0), max((w - side) // 2, 0)
+            x = x[..., r:r + side, c:c + side]
         rgb = x.ndim == 3 and x.shape[0] == 3
         out.append(inference.classify(x if rgb else x.reshape(x.shape[-2:]), None, pred, resample=False,
                                       channel_axis=0 if rgb else None, device=device))
