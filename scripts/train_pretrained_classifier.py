@@ -122,18 +122,26 @@ def measured_scales(data: Path, cache: Path) -> dict:
 
 
 def real_crops(data: Path, scales: dict, seed: int = SEED):
-    """Crops of the real sources at the model's pixel size: (images, labels, source, part) lists."""
+    """Crops of the real sources at the model's pixel size: (images, labels, source, part) lists.
+
+    The sources' left 70 % (training) and right 30 % (held out) draw their
+    crop positions from one seeded stream, source after source; a source held
+    out entirely draws from a stream of its own, so that it changes nothing
+    of the training crops.
+    """
     from hyperspy_mmdl.preprocess.resample import resize
     from hyperspy_mmdl.train.transforms import normalize
 
+    shared = np.random.default_rng(seed)
     images, labels, sources, parts = [], [], [], []
-    for k, (name, info) in enumerate(sorted(scales.items())):
-        rng = np.random.default_rng([seed, k])  # one stream per source: sources do not shift each other
+    for k, (name, info) in enumerate(scales.items()):
         x, _, _ = load_source(data, name)
         h, w = x.shape
-        cut = int(w * HOLD_OUT_COLUMNS)
-        regions = {"held-out": (0, w)} if SOURCES[name].get("held_out") else {"train": (0, cut),
-                                                                                "held-out": (cut, w)}
+        if SOURCES[name].get("held_out"):
+            rng, regions = np.random.default_rng([seed, k]), {"held-out": (0, w)}
+        else:
+            cut = int(w * HOLD_OUT_COLUMNS)
+            rng, regions = shared, {"train": (0, cut), "held-out": (cut, w)}
         for row in info["scales"]:
             win = int(round(SIZE * PIXEL / row["pixel_um"]))  # native pixels of one model input
             for part, (c0, c1) in regions.items():
@@ -174,97 +182,118 @@ def recipe():
         "data.val_fraction": 0.0, "data.test_fraction": 0.0})
 
 
-def main(argv=None) -> int:
-    import torch
-
+def dataset(data: Path, cache: Path, synthetic_per_class: int):
+    """The ImageSet of every crop and the (train, val, held-out) index arrays."""
     from hyperspy_mmdl.calibration import Calibration
     from hyperspy_mmdl.train.datasets import GRAIN_SIZE_CLASSES, ImageSet
-    from hyperspy_mmdl.train.tasks import held_out_predictions, train_classifier
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--cache", default="/tmp/grain-size-micronet-cache")
-    ap.add_argument("--out", default=str(ROOT / "src" / "hyperspy_mmdl" / "pretrained" / f"{NAME}.pt"))
-    ap.add_argument("--synthetic-per-class", type=int, default=110)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    torch.manual_seed(SEED)
-    data, cache = Path(args.data), Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
 
     scales = measured_scales(data, cache)
     r_img, r_lab, r_src, r_part = real_crops(data, scales)
     log(f"real crops: {len(r_img)} ({sum(p == 'train' for p in r_part)} for training)")
-    s_tr = synthetic(args.synthetic_per_class, SEED, cache, "train")
+    s_tr = synthetic(synthetic_per_class, SEED, cache, "train")
     s_va = synthetic(12, SEED + 1, cache, "val")
     s_te = synthetic(20, SEED + 2, cache, "test")
     log(f"generated micrographs: {len(s_tr[0])} train, {len(s_va[0])} validation, {len(s_te[0])} test")
-
     images = s_tr[0] + s_va[0] + s_te[0] + r_img
     labels = np.asarray(list(s_tr[1]) + list(s_va[1]) + list(s_te[1]) + r_lab, dtype=np.int64)
-    source = (["synthetic"] * len(s_tr[0]) + ["synthetic"] * len(s_va[0]) + ["synthetic"] * len(s_te[0])
-              + r_src)
-    part = (["train"] * len(s_tr[0]) + ["val"] * len(s_va[0]) + ["held-out"] * len(s_te[0]) + r_part)
-    part, source = np.asarray(part), np.asarray(source)
+    n_syn = len(s_tr[0]) + len(s_va[0]) + len(s_te[0])
+    source = np.asarray(["synthetic"] * n_syn + r_src)
+    part = np.asarray(["train"] * len(s_tr[0]) + ["val"] * len(s_va[0]) + ["held-out"] * len(s_te[0]) + r_part)
     cal = Calibration.from_pixel_size(PIXEL, "µm")
     ims = ImageSet(images, labels, list(GRAIN_SIZE_CLASSES), [f"{s}-{i}" for i, s in enumerate(source)],
                    [cal] * len(images), source)
     splits = tuple(np.flatnonzero(part == k) for k in ("train", "val", "held-out"))
-    log(f"training MicroNet on {len(splits[0])} images; held out {len(splits[2])}")
-    rec = recipe()
-    res = train_classifier(ims, rec, splits=splits, progress=False, out=None, log=log,
-                           callbacks=[lambda e, lg: log(f"epoch {e + 1}: loss {lg['loss']:.3f}, "
-                                                        f"val accuracy {lg.get('val_accuracy', float('nan')):.3f}")])
-    # held-out accuracy by source micrograph
-    te = splits[2]
-    probs = held_out_predictions(res.model, res.card, [images[i] for i in te])
+    sizes = {"train": len(s_tr[0]), "val": len(s_va[0]), "test": len(s_te[0])}
+    return ims, splits, scales, sizes
+
+
+def evaluate(model, card, data: Path, ims, splits) -> tuple[dict, dict]:
+    """Held-out accuracy by source micrograph, and the whole real micrographs at their own calibration."""
+    from hyperspy_mmdl import inference
+    from hyperspy_mmdl.train.datasets import GRAIN_SIZE_CLASSES, grain_size_labels
+    from hyperspy_mmdl.train.metrics import classification_metrics
+    from hyperspy_mmdl.train.tasks import _scalar_metrics, held_out_predictions, learning_check
+
+    va, te = splits[1], splits[2]
+    probs = held_out_predictions(model, card, [ims.images[i] for i in te])
     pred = probs.argmax(1)
+    labels, source = ims.labels[te], ims.groups[te]
+    # the card's held-out figures, as train_classifier computes them (test metrics, check on val + test)
+    val_pred = held_out_predictions(model, card, [ims.images[i] for i in va]).argmax(1)
+    metrics = classification_metrics(labels, probs, class_names=list(GRAIN_SIZE_CLASSES), top_k=(1, 2))
+    metrics["split"] = "test"
+    metrics.update(learning_check(np.concatenate([ims.labels[va], labels]), np.concatenate([val_pred, pred])))
+    card.metrics = _scalar_metrics(metrics)
     by_source = {}
-    for s in np.unique(source[te]):
-        sel = source[te] == s
-        y = labels[te][sel]
+    for s in sorted(np.unique(source)):
+        sel = source == s
+        y = labels[sel]
         by_source[str(s)] = {"n": int(sel.sum()), "accuracy": float(np.mean(pred[sel] == y)),
                              "per_class_n": np.bincount(y, minlength=3).tolist(),
                              "confusion": [[int(np.sum((y == a) & (pred[sel] == b))) for b in range(3)]
                                            for a in range(3)]}
         log(f"held out {s}: accuracy {by_source[s]['accuracy']:.3f} on {by_source[s]['n']} crops")
-    # whole real micrographs at their own calibration, as a user classifies them
     whole = {}
-    from hyperspy_mmdl import inference
-    from hyperspy_mmdl.train.datasets import grain_size_labels
-
     for name in ("ti64_sem", "steel_optical"):
         x, c, _ = load_source(data, name)
-        p = inference.classify(x, c, (res.model, res.card), device="cpu")
+        p = inference.classify(x, c, (model, card), device="cpu")
         truth, mean = grain_size_labels([x], [c])
         whole[name] = {"pixel_um": c.pixel_size_in("µm")[1], "measured_ecd_um": float(mean[0]),
                        "measured_class": GRAIN_SIZE_CLASSES[int(truth[0])],
                        "predicted": GRAIN_SIZE_CLASSES[int(p.argmax())],
                        "probabilities": [round(float(v), 3) for v in p]}
         log(f"{name} whole image: measured {whole[name]['measured_class']}, predicted {whole[name]['predicted']}")
-    res.card.metrics = {**res.card.metrics, "held_out_by_source": by_source}
-    res.card.training_data = {
-        **res.card.training_data,
+    return by_source, whole
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from hyperspy_mmdl.checkpoint import load_checkpoint, save_checkpoint
+    from hyperspy_mmdl.train.tasks import train_classifier
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--cache", default="/tmp/grain-size-micronet-cache")
+    ap.add_argument("--out", default=str(ROOT / "src" / "hyperspy_mmdl" / "pretrained" / f"{NAME}.pt"))
+    ap.add_argument("--synthetic-per-class", type=int, default=110)
+    ap.add_argument("--evaluate", action="store_true",
+                    help="do not train: score the model already in --out and rewrite its cards")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.manual_seed(SEED)
+    data, cache, out = Path(args.data), Path(args.cache), Path(args.out)
+    cache.mkdir(parents=True, exist_ok=True)
+    ims, splits, scales, sizes = dataset(data, cache, args.synthetic_per_class)
+    if args.evaluate:
+        model, card = load_checkpoint(out)
+    else:
+        log(f"training MicroNet on {len(splits[0])} images; held out {len(splits[2])}")
+        res = train_classifier(ims, recipe(), splits=splits, progress=False, out=None, log=log,
+                               callbacks=[lambda e, lg: log(f"epoch {e + 1}: loss {lg['loss']:.3f}, val accuracy "
+                                                            f"{lg.get('val_accuracy', float('nan')):.3f}")])
+        model, card = res.model, res.card
+    by_source, whole = evaluate(model, card, data, ims, splits)
+    card.metrics = {**card.metrics, "held_out_by_source": by_source}
+    card.training_data = {
+        **card.training_data,
         "sources": {k: {"what": v["what"], "licence": v["licence"], "file": v["path"]} for k, v in SOURCES.items()},
-        "synthetic": {"train": len(s_tr[0]), "val": len(s_va[0]), "test": len(s_te[0]), "bands_um": BANDS},
+        "synthetic": {**sizes, "bands_um": BANDS},
         "scale_relabelling": scales, "held_out": "steel_optical entirely; right 30 % of ti64_sem and perovskite_sem;"
                                                 " generated micrographs of other seeds",
         "script": "scripts/train_pretrained_classifier.py"}
-    res.card.extra = {**res.card.extra, "whole_micrographs": whole, "name": NAME}
-    from hyperspy_mmdl.checkpoint import save_checkpoint
-
-    out = Path(args.out)
-    res.model.eval()
-    save_checkpoint(out, res.model, res.card)
-    out.with_suffix(".md").write_text(card_markdown(res, by_source, whole, scales, len(splits[0]),
-                                                    time.time() - t0), encoding="utf-8")
+    card.extra = {**card.extra, "whole_micrographs": whole, "name": NAME}
+    model.eval()
+    save_checkpoint(out, model, card)
+    out.with_suffix(".md").write_text(card_markdown(model, card, by_source, whole, scales, len(splits[0])),
+                                      encoding="utf-8")
     log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {out.with_suffix('.md').name}")
     return 0
 
 
-def card_markdown(res, by_source, whole, scales, n_train, seconds) -> str:
-    m = res.card.metrics
+def card_markdown(model, card, by_source, whole, scales, n_train) -> str:
+    m = card.metrics
+    seconds = float((card.extra.get("fit") or {}).get("seconds") or float("nan"))
     rows = "\n".join(f"| {s} | {v['n']} | {v['accuracy']:.3f} | {v['per_class_n']} |" for s, v in by_source.items())
     whole_rows = "\n".join(f"| {k} | {v['pixel_um']:.4g} | {v['measured_ecd_um']:.2f} | {v['measured_class']} | "
                            f"{v['predicted']} | {v['probabilities']} |" for k, v in whole.items())
@@ -272,13 +301,13 @@ def card_markdown(res, by_source, whole, scales, n_train, seconds) -> str:
         f"| {name} | {info['ecd_px']:.1f} | " + ", ".join(f"{r['pixel_um']:.3g}→{'SML'[r['cls']]}"
                                                         for r in info['scales']) + " |"
         for name, info in scales.items())
-    rec = res.card.recipe
+    rec = card.recipe
     return f"""# {NAME}
 
 Grain-size classifier of micrographs: **small** (mean grain ECD < 0.4 µm), **medium** (0.4–0.8 µm),
 **large** (> 0.8 µm), the classes of SPEC §3.1.6. Made by `scripts/train_pretrained_classifier.py` (seed {SEED}).
 
-- Architecture: `micronet` (napari-mmdl's small CNN, {sum(p.numel() for p in res.model.parameters()):,}
+- Architecture: `micronet` (napari-mmdl's small CNN, {sum(p.numel() for p in model.parameters()):,}
   parameters), input 1 × {SIZE} × {SIZE} at **{PIXEL} µm/px**, per-image z-score normalisation.
   Images at any other calibrated pixel size are resampled to {PIXEL} µm/px before the model sees them, and
   larger images are cut into tiles whose probabilities are averaged. An uncalibrated image cannot be brought
@@ -313,11 +342,12 @@ from *p* to {PIXEL} µm/px. Native mean ECD (px) and the pixel sizes used (µm/p
 
 Optimiser {rec.get('optimizer')}, schedule {rec.get('schedule')}, loss {rec.get('loss')},
 {rec.get('train', {}).get('epochs')} epochs of batch {rec.get('train', {}).get('batch_size')} on {n_train}
-images, augmentation {rec.get('augment')}. Training took {seconds / 60:.1f} min on a 2-core CPU.
+images, augmentation {rec.get('augment')}. Training took {seconds / 60:.1f} min on a 2-core CPU shared with
+other work.
 
 ## Held-out results, by source micrograph
 
-Accuracy of the held-out crops (model input size, at {PIXEL} µm/px):
+Accuracy of the held-out crops (model input size, at {PIXEL} µm/px; every scale of each source):
 
 | source | crops | accuracy | per class (S, M, L) |
 |---|---|---|---|

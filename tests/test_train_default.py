@@ -225,10 +225,13 @@ def test_shipped_classifier_on_real_micrographs_at_any_pixel_size():
     assert probs.reshape(-1, 3).argmax(1).tolist() == [2], probs
     maps = s.attention_map(PRETRAINED, device="cpu")
     assert np.asarray(maps.data).shape[-2:] == s.data.shape[:2] and float(np.nanmax(maps.data)) > 0
-    grey = np.asarray(s.data)[..., 0].astype(np.float32) if s.data.ndim == 3 else np.asarray(s.data, np.float32)
-    half = grey[:740:2, ::2]
-    cal = Calibration.from_pixel_size(2 * 0.11165, "µm")
-    assert inference.classify(half, cal, PRETRAINED, device="cpu").argmax() == 2
+    from hyperspy_mmdl.train.datasets import load_micrograph
+
+    x, cal = load_micrograph(path, normalization="none")  # grey, data bar left out
+    assert cal.pixel_size_in("µm")[1] == pytest.approx(0.11165)
+    half = x[0, ::2, ::2]  # the same field at twice the pixel size
+    cal2 = Calibration.from_pixel_size(2 * 0.11165, "µm")
+    assert inference.classify(half, cal2, PRETRAINED, device="cpu").argmax() == 2
     for ecd, klass in ((250, 0), (600, 1)):
         sample = polycrystal((512, 512), pixel_size=10, unit="nm", mean_ecd=ecd, seed=0)
         p = inference.classify(sample.image, sample.calibration, PRETRAINED, device="cpu")
