@@ -50,7 +50,20 @@ def build_model(name: str, *, num_classes: int, in_chans: int, config: dict | No
 
 
 def split_indices(labels, data: dict, *, groups=None):
-    """``(train, val, test)`` from a recipe's ``[data]`` fractions; crops of one group stay together."""
+    """``(train, val, test)`` from a recipe's ``[data]`` fractions; crops of one group stay together.
+
+    With groups (source micrographs) and a stratified split, a held-out part
+    gets at least one source of every class: a fraction too small for that is
+    raised (and the split is not stratified when there are too few sources).
+
+    Examples
+    --------
+    >>> groups = np.repeat(np.arange(17), 3)
+    >>> labels = np.repeat(np.arange(17) % 3, 3)
+    >>> tr, va, te = split_indices(labels, {"val_fraction": 0.1, "test_fraction": 0.2}, groups=groups)
+    >>> np.unique(labels[va]).tolist(), np.unique(labels[te]).tolist()
+    ([0, 1, 2], [0, 1, 2])
+    """
     val_f = float(data.get("val_fraction", 0.15))
     test_f = float(data.get("test_fraction", 0.1))
     seed = int(data.get("seed", SEED))
@@ -60,6 +73,17 @@ def split_indices(labels, data: dict, *, groups=None):
     groups = np.asarray(groups)
     uniq, first = np.unique(groups, return_index=True)
     glabels = None if labels is None else np.asarray(labels)[first]
+    if stratify and glabels is not None:
+        # a stratified part needs a source of every class: raise a fraction too small for that
+        k, n = len(np.unique(glabels)), len(uniq)
+        need = k / n
+        if test_f > 0:
+            test_f = max(test_f, need)
+        if val_f > 0:
+            val_f = max(val_f, need * (1 - test_f))
+        if val_f + test_f >= 1 or n - k * ((val_f > 0) + (test_f > 0)) < k:
+            stratify = False  # too few sources to hold out one of each class
+            val_f, test_f = float(data.get("val_fraction", 0.15)), float(data.get("test_fraction", 0.1))
     tr, va, te = train_val_test_split(glabels if glabels is not None else len(uniq), val_f, test_f,
                                       stratify=stratify and glabels is not None, seed=seed)
     pick = lambda g: np.flatnonzero(np.isin(groups, uniq[g]))  # noqa: E731
