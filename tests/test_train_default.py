@@ -141,7 +141,8 @@ def test_finetune_default_learns_a_real_three_class_folder(real_folder, tmp_path
     assert probe["train_accuracy"] > 0.9
     assert res.card.recipe["train"]["batch_size"] == 8 and res.fit["epochs_run"] >= 4
     m = res.card.metrics
-    assert m["learned"] is True and m["held_out_accuracy"] >= 0.85 and m["accuracy"] >= 0.85
+    # held out: 5 or 6 unseen source micrographs; chance (the most frequent class) is below 0.5
+    assert m["learned"] is True and m["held_out_accuracy"] >= 0.75 > m["chance_accuracy"] + 0.25
     assert res.card.training_data["split_by"] == "source"
     held = set(ims.groups[np.concatenate([res.splits["val"], res.splits["test"]])])
     assert not held & set(ims.groups[res.splits["train"]])  # held-out sources never trained on
@@ -182,13 +183,14 @@ def test_cli_train_defaults_save_into_the_models_folder_and_exit_nonzero_at_chan
     out = capsys.readouterr()
     assert rc == 3, out
     assert "did not learn" in out.err and "learned=false" in out.err
-    saved = list(folder.glob("grain_size_small-*.pt"))
+    saved = [p for p in folder.glob("grain_size_small-*.pt") if not p.name.endswith(".state.pt")]
     assert len(saved) == 1 and read_card(saved[0]).metrics["learned"] is False
     # `mmdl models` lists the shipped model first and then this one, with its verdict
     assert main(["models", "--trained"]) == 0
     table = capsys.readouterr().out
     assert f"{PRETRAINED} (shipped)" in table and saved[0].name in table and "(did not learn)" in table
     assert table.index(PRETRAINED) < table.index(saved[0].name) and str(folder) in table
+    assert ".state.pt" not in table  # the resume state beside it is not a model
 
 
 # --------------------------------------------------------------------------- the shipped classifier

@@ -126,6 +126,8 @@ def models_folder() -> Path:
 def user_models(folder=None) -> list[Path]:
     """Model files in the user's models folder (or ``folder``), sorted by name.
 
+    Training states kept beside a model for ``--resume`` (``*.state.pt``) are not listed.
+
     Examples
     --------
     >>> import tempfile
@@ -135,7 +137,8 @@ def user_models(folder=None) -> list[Path]:
     folder = models_folder() if folder is None else Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES
+                  and not p.name.endswith(".state.pt"))  # training states (`--resume`) are not models
 
 
 def trained_models(folder=None) -> list[tuple[str, Path, bool]]:
