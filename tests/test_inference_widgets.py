@@ -38,11 +38,11 @@ def checkpoint(tmp_path, monkeypatch):
     path = save_checkpoint(folder / "tiny.pt", TinyNet(), CARD)
     real = ckpt.load_checkpoint
 
-    def load(p, device="cpu", model=None):
+    def load(p, device="cpu", model=None, **kw):
         card = ckpt.read_card(p)
-        if model is None:
+        if model is None and card.architecture in ("tiny_widget_net", "tiny_fusion"):
             model = TinyFusion() if card.task == "regress-pce" else TinyNet()
-        return real(p, device=device, model=model)
+        return real(p, device=device, model=model, **kw)
 
     monkeypatch.setattr(ckpt, "load_checkpoint", load)
     monkeypatch.setenv("MMDL_MODELS_DIR", str(folder))
@@ -68,7 +68,9 @@ def test_classify_and_attention_widgets(make_napari_viewer, qtbot, checkpoint):
     cls = ClassifyWidget(viewer)
     viewer.window.add_dock_widget(cls)
     assert cls.image.value is src
-    assert cls.model.path == checkpoint  # listed from the models folder
+    assert str(checkpoint) in cls.model.listed.choices  # listed from the models folder
+    cls.model.listed.value = str(checkpoint)
+    assert cls.model.path == checkpoint
     assert "small, medium, large" in cls.model.info.value
     assert cls.run() is not None
     _wait(qtbot, cls)
@@ -85,6 +87,7 @@ def test_classify_and_attention_widgets(make_napari_viewer, qtbot, checkpoint):
     att = AttentionWidget(viewer)
     viewer.window.add_dock_widget(att)
     att.image.value = src
+    att.model.listed.value = str(checkpoint)
     assert att.target.choices == ("(predicted class)", "small", "medium", "large")
     att.opacity.value = 0.7
     assert att.run() is not None
@@ -109,6 +112,7 @@ def test_widget_errors_become_notifications(make_napari_viewer, qtbot, checkpoin
     shown = []
     monkeypatch.setattr("napari.utils.notifications.show_error", lambda msg: shown.append(msg))
     cls = ClassifyWidget(viewer)
+    cls.model.listed.value = str(checkpoint)
     assert cls.model.path == checkpoint
     checkpoint.unlink()  # the file disappears between choosing and running
     assert cls.run() is not None
@@ -125,6 +129,7 @@ def test_classify_can_be_cancelled(make_napari_viewer, qtbot, checkpoint):
     viewer.add_image(np.random.default_rng(1).random((40, 256, 256)).astype(np.float32), name="long",
                      scale=(1, 20, 20), units=("s", "nm", "nm"))
     cls = ClassifyWidget(viewer)
+    cls.model.listed.value = str(checkpoint)
     aborted = []
     worker = cls.run()
     worker.aborted.connect(lambda: aborted.append(True))
@@ -164,3 +169,108 @@ def test_predict_pce_widget_choices_from_the_card(make_napari_viewer, qtbot, che
     assert w.pce[0] == pytest.approx(ref, rel=1e-5)
     np.testing.assert_allclose(w.fusion_weights[0], weights, rtol=1e-5)
     assert w.result.value.endswith("%") and "composition" in w.weights.value
+
+
+# --------------------------------------------------------------------------- honest pickers (issue 15)
+PRETRAINED = "grain-size-micronet"
+
+
+def _item_texts(picker):
+    box = picker.listed.native
+    return [box.itemText(i) for i in range(box.count())]
+
+
+def test_pickers_list_shipped_models_first_with_their_cards(make_napari_viewer, checkpoint):
+    from qtpy.QtCore import Qt
+
+    from hyperspy_mmdl.inference.device import available_devices
+    from napari_mmdl.widgets.attention import AttentionWidget
+    from napari_mmdl.widgets.classify import ClassifyWidget
+
+    viewer = make_napari_viewer()
+    cls, att = ClassifyWidget(viewer), AttentionWidget(viewer)
+    for w in (cls, att):
+        texts = _item_texts(w.model)
+        assert texts[0] == f"{PRETRAINED} (shipped)" and "tiny.pt" in texts
+        assert not any("grain-boundary" in t for t in texts)  # a segmenter is not a classifier
+        tip = w.model.listed.native.itemData(0, Qt.ToolTipRole)
+        assert f"# {PRETRAINED}" in tip and "licence" in tip.lower() and "held-out" in tip.lower()
+        assert "micronet (classify)" in w.model.info.value and "0.05 µm/px" in w.model.info.value
+        # only devices that exist here
+        assert list(w.model.device.choices) == available_devices()
+        import torch
+
+        if not torch.cuda.is_available():
+            assert not any(d.startswith("cuda") for d in w.model.device.choices)
+    assert "mps" not in cls.model.device.choices or torch.backends.mps.is_available()
+
+
+def test_no_model_points_to_train_and_the_models_folder(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    from hyperspy_mmdl.models import pretrained
+    from napari_mmdl.widgets.classify import ClassifyWidget
+
+    folder = tmp_path / "empty-models"
+    monkeypatch.setenv("MMDL_MODELS_DIR", str(folder))
+    monkeypatch.setattr(pretrained, "list_pretrained", lambda: [])  # a package without shipped models
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", lambda msg: shown.append(msg))
+    viewer = make_napari_viewer()
+    cls = ClassifyWidget(viewer)
+    assert _item_texts(cls.model)[0].startswith("(none found")
+    assert "Train" in cls.model.info.value and str(folder) in cls.model.info.value
+    assert cls.run() is None and "no image layer" in shown[-1]
+    viewer.add_image(np.zeros((40, 40), np.float32), name="blank")
+    assert cls.image.value is not None
+    assert cls.run() is None
+    assert "no model chosen" in shown[-1] and "choose an image layer" not in shown[-1]
+    assert "Train" in shown[-1] and str(folder) in shown[-1]
+    # the empty result table has no header ("data | columns" before)
+    assert cls.table.native.isHidden() and list(cls.table.column_headers) == []
+
+
+def test_scale_warning_for_uncalibrated_and_far_images(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_mmdl.widgets.attention import AttentionWidget
+    from napari_mmdl.widgets.classify import ClassifyWidget
+
+    monkeypatch.setenv("MMDL_MODELS_DIR", str(tmp_path / "models"))
+    viewer = make_napari_viewer()
+    image = np.zeros((300, 300), np.float32)
+    fine = viewer.add_image(image, name="fine", scale=(20, 20), units=("nm", "nm"))
+    cls, att = ClassifyWidget(viewer), AttentionWidget(viewer)
+    assert cls.model.card.pixel_size == pytest.approx(0.05)
+    cls.image.value = fine
+    assert cls.warning.value == "" and cls.warning.native.isHidden()
+    pixels = viewer.add_image(image, name="pixels")  # no calibration
+    for w in (cls, att):
+        w.image.value = pixels
+        assert "uncalibrated" in w.warning.value and not w.warning.native.isHidden()
+    coarse = viewer.add_image(image, name="coarse", scale=(1, 1), units=("µm", "µm"))
+    cls.image.value = coarse
+    assert "20× coarser" in cls.warning.value
+
+
+def test_sample_image_with_the_shipped_model_in_three_clicks(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """File > Open Sample > Synthetic polycrystal; open Classify (Attention); press its button."""
+    from napari_mmdl.widgets.attention import AttentionWidget
+    from napari_mmdl.widgets.classify import ClassifyWidget
+
+    monkeypatch.setenv("MMDL_MODELS_DIR", str(tmp_path / "models"))  # a fresh install: no models of one's own
+    inference.clear_cache()
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-mmdl", "polycrystal")  # click 1
+    src = viewer.layers["synthetic polycrystal"]
+    cls = ClassifyWidget(viewer)  # click 2
+    viewer.window.add_dock_widget(cls)
+    assert cls.image.value is src and cls.model.path.stem == PRETRAINED and cls.warning.value == ""
+    cls.controls.run_button.clicked.emit()  # click 3
+    qtbot.waitUntil(lambda: cls.probabilities is not None, timeout=120_000)
+    assert cls.result.value.startswith("small")  # 250 nm grains (mean ECD < 0.4 µm)
+    assert not cls.table.native.isHidden() and list(cls.table.column_headers) == ["small", "medium", "large"]
+    att = AttentionWidget(viewer)
+    viewer.window.add_dock_widget(att)
+    assert att.image.value is src and att.model.path.stem == PRETRAINED
+    att.controls.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: att.layer is not None, timeout=120_000)
+    over = viewer.layers["gradcam [synthetic polycrystal]"]
+    assert over.data.shape == src.data.shape and float(over.data.max()) == pytest.approx(1.0)
+    np.testing.assert_allclose(over.scale, src.scale)

@@ -87,6 +87,7 @@ def test_real_dm4_through_every_widget(make_napari_viewer, qtbot, tiny_checkpoin
     cls = ClassifyWidget(viewer)
     viewer.window.add_dock_widget(cls, name="Classify")
     cls.image.value = image
+    cls.model.listed.value = str(tiny_checkpoint)  # listed after the shipped models
     assert cls.model.path == tiny_checkpoint and "small, medium, large" in cls.model.info.value
     cls.run()
     qtbot.waitUntil(lambda: cls.probabilities is not None, timeout=60_000)
@@ -98,6 +99,7 @@ def test_real_dm4_through_every_widget(make_napari_viewer, qtbot, tiny_checkpoin
     att = AttentionWidget(viewer)
     viewer.window.add_dock_widget(att, name="Attention")
     att.image.value = image
+    att.model.listed.value = str(tiny_checkpoint)
     att.run()
     qtbot.waitUntil(lambda: att.layer is not None, timeout=60_000)
     over = att.layer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 
@@ -24,7 +25,9 @@ def test_train_widget_trains_and_saves_into_the_models_folder(make_napari_viewer
     w = TrainWidget(viewer)
     viewer.window.add_dock_widget(w)
     assert "grain_size_small" in w.recipe.choices and "vgg_grain" in w.recipe.choices
-    assert w.recipe.value == "grain_size_small" and w.epochs.value == 30
+    assert w.recipe.value == "finetune" and w.epochs.value == 0  # the default: epochs chosen from the data
+    w.recipe.value = "grain_size_small"
+    assert w.epochs.value == 30
     w.source.value = [k for k, v in SOURCES.items() if v == "synthetic"][0]
     assert w.folder.native.isHidden() and not w.n_per_class.native.isHidden()
     w.n_per_class.value = 6
@@ -47,6 +50,8 @@ def test_train_widget_trains_and_saves_into_the_models_folder(make_napari_viewer
     assert "saved" in w.status.value
     # the model pickers list it
     cls = ClassifyWidget(viewer)
+    assert str(path) in cls.model.listed.choices
+    cls.model.listed.value = str(path)
     assert cls.model.path == path and "psc_encoder" in cls.model.info.value
 
 
@@ -55,6 +60,7 @@ def test_train_widget_cancel_saves_nothing(make_napari_viewer, qtbot, models_dir
 
     viewer = make_napari_viewer()
     w = TrainWidget(viewer)
+    w.recipe.value = "grain_size_small"
     w.source.value = [k for k, v in SOURCES.items() if v == "synthetic"][0]
     w.n_per_class.value = 6
     w.epochs.value = 500
@@ -80,3 +86,36 @@ def test_train_widget_errors_become_notifications(make_napari_viewer, qtbot, mod
     qtbot.waitUntil(lambda: w.worker is None, timeout=30_000)
     assert shown and "Train failed" in shown[0] and "folder" in shown[0]
     assert w.start_button.enabled and w.result is None
+
+
+def test_train_widget_default_trains_an_uncalibrated_class_folder(make_napari_viewer, qtbot, models_dir, tmp_path):
+    """The default recipe on a folder of uncalibrated PNGs (the widget used to stop with 'cannot resample
+    to 0.05 µm/px'): the shipped backbone with a head fitted on its features, saved with its card."""
+    from PIL import Image
+
+    from hyperspy_mmdl.checkpoint import read_card
+    from napari_mmdl.widgets.train import SOURCES, TrainWidget
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:96, :96]
+    for k in range(8):  # stripes vs speckle, one source micrograph per file
+        stripes = 127 + 100 * np.sin(xx / (2 + k % 3) + rng.uniform(0, 6))
+        speckle = rng.integers(0, 255, (96, 96))
+        for cls, x in (("stripes", stripes), ("speckle", speckle)):
+            (tmp_path / "data" / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x.astype(np.uint8)).save(tmp_path / "data" / cls / f"{k}.png")
+    viewer = make_napari_viewer()
+    w = TrainWidget(viewer)
+    assert w.source.value == [k for k, v in SOURCES.items() if v == "folder"][0] and w.recipe.value == "finetune"
+    w.folder.value = str(tmp_path / "data")
+    w.epochs.value = 1
+    w.device.value = "cpu"
+    w.start()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=180_000)
+    assert w.result is not None and not w.result["cancelled"], w.status.value
+    card = read_card(w.result["path"])
+    assert w.result["path"].parent == models_dir and card.architecture == "micronet"
+    assert card.pixel_size is None and card.pixel_unit == "px"  # trained at the images' own pixel size
+    assert card.recipe["init"]["pretrained"] == "grain-size-micronet"
+    assert card.metrics["held_out_accuracy"] == 1.0 and card.metrics["learned"] in (True, None)
+    assert "saved" in w.status.value

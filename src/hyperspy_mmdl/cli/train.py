@@ -2,6 +2,7 @@
 
 Examples::
 
+    mmdl train --task classify --data micrographs/          # recipe `finetune`, saved in the models folder
     mmdl train --task classify --data micrographs/ --model vgg_grain --epochs 30 --out grain.pt
     mmdl train --task classify --data sem/ --grain-size-classes --pixel-size 0.025 --out grain.pt
     mmdl train --task regress-pce --data devices.csv --model psc_fusion --mask image --out pce.pt
@@ -12,9 +13,13 @@ Examples::
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-TASK_RECIPES = {"classify": "vgg_grain", "regress-pce": "psc_fusion", "segment": "unet_boundary"}
+TASK_RECIPES = {"classify": "finetune", "regress-pce": "psc_fusion", "segment": "unet_boundary"}
+
+#: exit status of a classifier run whose held-out accuracy stayed at chance (the model is still written)
+EXIT_NOT_LEARNED = 3
 
 
 def register(subparsers) -> None:
@@ -24,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="folder per class (classify), CSV (regress-pce), "
                    "folder with images/ and masks/ (segment)")
     p.add_argument("--model", default=None, help="architecture name (default: the recipe's)")
-    p.add_argument("--recipe", default=None, help="recipe name or TOML file (default: per task / model)")
+    p.add_argument("--recipe", default=None, help="recipe name or TOML file (default: per task / model; "
+                   "classify: 'finetune', the shipped backbone fine-tuned with a schedule chosen from the data)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="learning rate (overrides the recipe)")
@@ -44,7 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
     p.add_argument("--plots", default=None, help="folder for PNG plots (loss curve, confusion/parity)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    p.add_argument("--out", default=None, help="checkpoint file to write (.pt); default <recipe>-<date>.pt in the "
+                   "models folder napari lists (MMDL_MODELS_DIR or the user data folder; see `mmdl models`)")
     p.set_defaults(func=run)
 
 
@@ -69,33 +76,25 @@ def run(args) -> int:
 
     recipe = _recipe(args)
     data = Path(args.data)
-    common = dict(epochs=args.epochs, batch_size=args.batch_size, device=args.device, out=args.out,
+    out = Path(args.out) if args.out else default_out(recipe)
+    common = dict(epochs=args.epochs, batch_size=args.batch_size, device=args.device, out=out,
                   progress=not args.no_progress, resume=args.resume)
+    not_learned = None
     if args.task == "classify":
-        from hyperspy_mmdl.train.datasets import (
-            GRAIN_SIZE_CLASSES,
-            ImageSet,
-            grain_size_labels,
-            read_image_folder,
-        )
+        import warnings
 
-        d = recipe["data"]
-        kw = dict(in_chans=int(d.get("in_chans", 1)), pixel_size=args.pixel_size, unit=args.unit,
-                  mask_data_bar=bool(d.get("mask_data_bar", True)), normalization=d.get("normalization", "minmax"))
-        if args.grain_size_classes:
-            from hyperspy_mmdl.train.datasets import IMAGE_SUFFIXES, load_micrograph
+        from hyperspy_mmdl.train.datasets import read_classification_data
 
-            files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise ValueError(f"{data}: no images")
-            loaded = [load_micrograph(f, **kw) for f in files]
-            labels, means = grain_size_labels([x for x, _ in loaded], [c for _, c in loaded])
-            image_set = ImageSet([x for x, _ in loaded], labels, list(GRAIN_SIZE_CLASSES), [str(f) for f in files],
-                                 [c for _, c in loaded])
-            print(f"grain-size classes from measured mean D_eq: {image_set.summary()['per_class']}")
-        else:
-            image_set = read_image_folder(data, **kw)
-        res = tasks.train_classifier(image_set, recipe, model_name=args.model, **common)
+        image_set = read_classification_data(data, recipe, pixel_size=args.pixel_size, unit=args.unit,
+                                             grain_size_classes=args.grain_size_classes, log=print)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", tasks.DidNotLearnWarning)
+            res = tasks.train_classifier(image_set, recipe, model_name=args.model, log=print, **common)
+        for w in caught:
+            if issubclass(w.category, tasks.DidNotLearnWarning):
+                not_learned = str(w.message)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if args.plots and res.metrics:
             P.confusion_matrix_plot(res.metrics["confusion_matrix"], Path(args.plots) / "confusion_matrix.png",
                                     res.card.class_names)
@@ -131,4 +130,16 @@ def run(args) -> int:
     print(f"wrote {res.checkpoint}")
     print(json.dumps({"stopped": res.fit.get("stopped"), "epochs_run": res.fit.get("epochs_run"), **metrics},
                      ensure_ascii=False))
+    if not_learned:
+        print(f"mmdl train: warning: {not_learned} The model card records learned=false.", file=sys.stderr)
+        return EXIT_NOT_LEARNED
     return 0
+
+
+def default_out(recipe: dict) -> Path:
+    """``<models folder>/<recipe>-<date>.pt``: where napari's model pickers look."""
+    import time
+
+    from hyperspy_mmdl.models.pretrained import models_folder
+
+    return models_folder() / f"{recipe.get('name', 'model')}-{time.strftime('%Y%m%d-%H%M%S')}.pt"

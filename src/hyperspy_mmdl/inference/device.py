@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["select_device"]
+__all__ = ["select_device", "available_devices"]
 
 
 def select_device(device="auto"):
@@ -56,3 +56,28 @@ def select_device(device="auto"):
                              "use device='auto' or 'cpu'")
     return dev
 
+
+
+def available_devices() -> list[str]:
+    """The device names that work on this machine: ``"auto"``, ``"cpu"``, then ``"cuda"``/``"cuda:N"`` and ``"mps"`` when present.
+
+    Returns
+    -------
+    list of str
+        Every entry is accepted by :func:`select_device`.
+
+    Examples
+    --------
+    >>> available_devices()[:2]
+    ['auto', 'cpu']
+    """
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        out += ["cuda"] + ([f"cuda:{i}" for i in range(n)] if n > 1 else [])
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out

@@ -29,7 +29,7 @@ from ..preprocess.resample import resample_to_pixel_size
 from .predictor import Predictor
 
 __all__ = ["normalize", "normalize_input", "intensity_scale", "resample_to_pixel_size", "prepare_frames",
-           "check_resampling", "MAX_RESAMPLED_PIXELS"]
+           "check_resampling", "MAX_RESAMPLED_PIXELS", "scale_warning", "MAX_UPSAMPLING"]
 
 #: A frame resampled to a model's pixel size may have at most this many pixels per channel
 #: (256 MiB in float32), or four times its own number of pixels when that is more.
@@ -84,6 +84,66 @@ def intensity_scale(x: np.ndarray, card) -> tuple[float, float]:
         return float(c.astype(np.float64).mean()), (sd if sd > 0 else 1.0)
     raise ValueError(f"a {method!r} normalisation cannot be undone; a restoration model needs "
                      "'minmax', 'zscore' or 'none'")
+
+
+#: an image whose pixels are this many times larger than the model's is upsampled past what it resolves
+MAX_UPSAMPLING = 4.0
+
+
+def scale_warning(card, calibration: Calibration | None, frame_shape=None) -> str:
+    """Why a model may not fit an image's scale ('' when it does).
+
+    A model trained at a pixel size sees every image resampled to it
+    (:func:`prepare_frames`). That cannot be done for an uncalibrated image,
+    and does not give the model what it learned from when the image's pixels
+    are more than :data:`MAX_UPSAMPLING` times larger (detail the model relies
+    on is not in the image) or when the resampled frame is smaller than the
+    model's input.
+
+    Parameters
+    ----------
+    card : ModelCard
+    calibration : Calibration or None
+        Of the image axes.
+    frame_shape : (int, int), optional
+        ``(H, W)`` of a frame, to check the resampled size.
+
+    Returns
+    -------
+    str
+        One sentence, or ''.
+
+    Examples
+    --------
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> card = ModelCard("micronet", input_size=[1, 112, 112], pixel_size=0.05, pixel_unit="µm")
+    >>> scale_warning(card, Calibration.from_pixel_size(40, "nm"))
+    ''
+    >>> scale_warning(card, None)[:40]
+    'the model was trained at 0.05 µm/px but '
+    >>> scale_warning(card, Calibration.from_pixel_size(0.5, "µm"))[:44]
+    'the image has 0.5 µm/px, 10× coarser than th'
+    """
+    from ..calibration import PIXEL, normalize_unit
+
+    if card is None or not card.pixel_size or normalize_unit(card.pixel_unit) == PIXEL:
+        return ""
+    want = f"{card.pixel_size:g} {card.pixel_unit}/px"
+    if calibration is None or not calibration.is_calibrated:
+        return (f"the model was trained at {want} but this image is uncalibrated: it cannot be resampled to "
+                "that scale and is used at its own pixel size, so the answer may be meaningless (set the "
+                "pixel size, e.g. open the file with its calibration)")
+    have = min(calibration.pixel_size_in(normalize_unit(card.pixel_unit)))
+    ratio = have / float(card.pixel_size)
+    if ratio > MAX_UPSAMPLING:
+        return (f"the image has {have:.3g} {card.pixel_unit}/px, {ratio:.3g}× coarser than the model's {want}: "
+                "resampling cannot add the detail the model learned from")
+    if frame_shape is not None and card.input_size:
+        side = min(frame_shape[-2:]) * ratio
+        if side < 0.5 * min(card.input_size[-2:]):
+            return (f"at the model's {want} this image is only {side:.0f} px across, less than half the model's "
+                    f"{min(card.input_size[-2:])} px input")
+    return ""
 
 
 def _to_channels(frame: np.ndarray, in_chans: int, channel_axis: int | None) -> np.ndarray:

@@ -4,7 +4,8 @@
 model; :func:`list_models` names them. Families: :mod:`.psc` (``psc_fusion``,
 ``psc_encoder``), :mod:`.vgg` (``vgg_grain``, ``vgg16_bn``, ``vgg16_bn_cbam``),
 :mod:`.transformer` (``eanet``, ``vit``), :mod:`.resnet` (``resnet50``,
-``msfb_resnet50``), :mod:`.unet` (``unet_boundary``),
+``msfb_resnet50``), :mod:`.unet` (``unet_boundary``), :mod:`.micronet` (``micronet``,
+napari-mmdl's small pre-trained micrograph backbone),
 :mod:`.restoration` (``srcnn``, ``rcan_lite``, ``n2v_unet``: super-resolution and denoising). Reusable blocks are in
 :mod:`.attention`; parameter and FLOP counts in :mod:`.cost`.
 
@@ -22,6 +23,7 @@ with the model's own attention maps:
 """
 
 from . import (
+    micronet,  # noqa: F401  (napari-mmdl's small backbone)
     psc,  # noqa: F401
     resnet,  # noqa: F401  (registers)
     restoration,  # noqa: F401  (srcnn, rcan_lite, n2v_unet)

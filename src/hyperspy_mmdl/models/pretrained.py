@@ -18,12 +18,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["PRETRAINED_DIR", "list_pretrained", "pretrained_path", "model_card_text", "resolve"]
+__all__ = ["PRETRAINED_DIR", "CHECKPOINT_SUFFIXES", "list_pretrained", "pretrained_path", "model_card_text",
+           "resolve", "models_folder", "user_models", "trained_models"]
 
 #: The folder of the shipped checkpoints.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 _SUFFIX = ".pt"
+
+#: file suffixes of model files in the user's models folder
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def list_pretrained() -> list[str]:
@@ -93,3 +97,64 @@ def resolve(model) -> Path:
     names = ", ".join(list_pretrained()) or "none shipped"
     raise FileNotFoundError(f"checkpoint not found: {model} (not a file, and not one of the pretrained "
                             f"models: {names})")
+
+
+def models_folder() -> Path:
+    """The user's models folder: where ``mmdl train`` and the Train widget save, and the pickers look.
+
+    ``<user data dir>/napari-mmdl/models`` (``platformdirs.user_data_dir``), or the
+    folder named by the environment variable ``MMDL_MODELS_DIR`` (tests, shared
+    installations). The folder may not exist yet.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> models_folder().name
+    'models'
+    """
+    env = os.environ.get("MMDL_MODELS_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("napari-mmdl")) / "models"
+
+
+def user_models(folder=None) -> list[Path]:
+    """Model files in the user's models folder (or ``folder``), sorted by name.
+
+    Training states kept beside a model for ``--resume`` (``*.state.pt``) are not listed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> user_models(tempfile.mkdtemp())
+    []
+    """
+    folder = models_folder() if folder is None else Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES
+                  and not p.name.endswith(".state.pt"))  # training states (`--resume`) are not models
+
+
+def trained_models(folder=None) -> list[tuple[str, Path, bool]]:
+    """Every trained model a user can apply: the shipped ones first, then the models folder.
+
+    Returns
+    -------
+    list of (name, path, pretrained)
+        ``name`` is the pretrained name (usable wherever a checkpoint path is)
+        or the file name; ``pretrained`` tells which list it came from.
+
+    Examples
+    --------
+    >>> all(isinstance(p, Path) for _, p, _ in trained_models())
+    True
+    """
+    out = [(name, pretrained_path(name), True) for name in list_pretrained()]
+    out += [(p.name, p, False) for p in user_models(folder)]
+    return out

@@ -31,6 +31,9 @@ __all__ = [
     "load_micrograph",
     "ImageSet",
     "read_image_folder",
+    "read_classification_data",
+    "choose_pixel_size",
+    "resample_set",
     "ImageClassification",
     "grain_size_class",
     "grain_size_labels",
@@ -148,10 +151,29 @@ class ImageSet:
         return None, "px"
 
 
+def _class_files(folder: Path, suffixes) -> list[tuple[Path, str]]:
+    """``(file, source)`` of one class folder: loose images are their own source, a sub-folder is one source."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_file() and p.suffix.lower() in suffixes:
+            out.append((p, p.name))
+        elif p.is_dir():
+            out += [(f, p.name) for f in sorted(p.rglob("*"))
+                    if f.is_file() and f.suffix.lower() in suffixes and not f.name.startswith(".")]
+    return out
+
+
 def read_image_folder(root, *, class_names=None, in_chans: int = 1, pixel_size: float | None = None,
                       unit: str = "µm", mask_data_bar: bool = True, normalization: str = "minmax",
                       suffixes=IMAGE_SUFFIXES) -> ImageSet:
     """Read ``root/<class name>/<images>`` (one sub-folder per class).
+
+    Inside a class folder, images may also sit in sub-folders, one per source
+    micrograph (``root/<class>/<source>/<crop>.png``): crops of one source
+    then form one group (:attr:`ImageSet.groups`) and are never split between
+    training and held-out data. A loose image is its own group.
 
     Parameters
     ----------
@@ -161,6 +183,13 @@ def read_image_folder(root, *, class_names=None, in_chans: int = 1, pixel_size: 
         are ignored; a listed class without a folder raises ``ValueError``.
     in_chans, pixel_size, unit, mask_data_bar, normalization
         As :func:`load_micrograph`.
+
+    Examples
+    --------
+    >>> read_image_folder("no/such/folder")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: training data folder not found: no/such/folder
     """
     root = Path(root)
     if not root.is_dir():
@@ -173,19 +202,170 @@ def read_image_folder(root, *, class_names=None, in_chans: int = 1, pixel_size: 
         raise ValueError(f"{root}: no sub-folder for class(es) {missing}; found {[p.name for p in folders]}")
     if len(class_names) < 2:
         raise ValueError(f"{root}: need at least two class sub-folders, found {[p.name for p in folders]}")
-    images, labels, paths, cals = [], [], [], []
+    images, labels, paths, cals, groups = [], [], [], [], []
     for ci, name in enumerate(class_names):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in suffixes)
+        files = _class_files(root / name, suffixes)
         if not files:
             raise ValueError(f"{root / name}: no images ({', '.join(suffixes)})")
-        for f in files:
+        for f, source in files:
             x, cal = load_micrograph(f, in_chans=in_chans, pixel_size=pixel_size, unit=unit,
                                      mask_data_bar=mask_data_bar, normalization=normalization)
             images.append(x)
             labels.append(ci)
             paths.append(str(f))
             cals.append(cal)
-    return ImageSet(images, np.asarray(labels, dtype=np.int64), list(class_names), paths, cals)
+            groups.append(f"{name}/{source}")
+    return ImageSet(images, np.asarray(labels, dtype=np.int64), list(class_names), paths, cals,
+                    np.asarray(groups))
+
+
+#: pixel sizes of calibrated images that differ by more than this factor are brought to their median
+MIXED_PIXEL_RATIO = 1.25
+
+
+def resample_set(image_set: ImageSet, pixel_size: float, unit: str = "µm") -> ImageSet:
+    """The images of a set resampled to one pixel size (all must be calibrated)."""
+    bad = [p for p, c in zip(image_set.paths or [""] * len(image_set), image_set.calibrations)
+           if not c.is_calibrated]
+    if bad:
+        raise ValueError(f"cannot resample to {pixel_size:g} {unit}/px: {len(bad)} image(s) are uncalibrated, "
+                         f"e.g. {bad[0]}")
+    out, cals = [], []
+    for x, c in zip(image_set.images, image_set.calibrations):
+        y, c2 = resample_to_pixel_size(x, c, pixel_size, unit)
+        out.append(y)
+        cals.append(c2)
+    return ImageSet(out, image_set.labels, image_set.class_names, image_set.paths, cals, image_set.groups)
+
+
+def choose_pixel_size(calibrations, requested: float | None = None, recipe_pixel: float | None = None,
+                      unit: str = "µm"):
+    """The pixel size a training set is brought to, and why.
+
+    * ``requested`` (the user's choice) always wins; every image must be calibrated.
+    * A recipe's pixel size is used when every image is calibrated; otherwise
+      the images are used at their own pixel size (an uncalibrated folder
+      trains as it is, with a note).
+    * Without either, calibrated images whose pixel sizes differ by more than
+      :data:`MIXED_PIXEL_RATIO` are brought to their median pixel size.
+
+    Returns
+    -------
+    pixel_size : float or None
+        In ``unit``; ``None`` leaves the images at their own pixel size.
+    note : str
+        One sentence for the log ('' when there is nothing to say).
+
+    Examples
+    --------
+    >>> choose_pixel_size([Calibration.uncalibrated(2)], recipe_pixel=0.05)[0] is None
+    True
+    >>> cals = [Calibration.from_pixel_size(s, "nm") for s in (10, 20, 40)]
+    >>> choose_pixel_size(cals)
+    (0.02, 'pixel sizes differ (0.01 to 0.04 µm/px): all images resampled to their median, 0.02 µm/px')
+    """
+    from ..calibration import normalize_unit
+
+    unit = normalize_unit(unit)
+    if requested:
+        return float(requested), ""
+    calibrated = [c for c in calibrations if c.is_calibrated]
+    n_unc = len(calibrations) - len(calibrated)
+    if recipe_pixel:
+        if n_unc:
+            return None, (f"{n_unc} of {len(calibrations)} images are uncalibrated: the recipe's "
+                          f"{float(recipe_pixel):g} {unit}/px is not applied, images are used at their own "
+                          "pixel size (the model will not resample what it classifies)")
+        return float(recipe_pixel), ""
+    if n_unc or not calibrated:
+        return None, ""
+    sizes = np.array([c.pixel_size_in(unit)[1] for c in calibrated], dtype=float)
+    if sizes.max() / sizes.min() <= MIXED_PIXEL_RATIO:
+        return None, ""
+    median = float(np.round(np.median(sizes), 6))
+    return median, (f"pixel sizes differ ({sizes.min():.3g} to {sizes.max():.3g} {unit}/px): all images "
+                    f"resampled to their median, {median:g} {unit}/px")
+
+
+def read_classification_data(root, recipe: dict, *, pixel_size: float | None = None, unit: str = "µm",
+                             grain_size_classes: bool = False, log=None) -> ImageSet:
+    """The training set of ``mmdl train --task classify`` and of the Train widget (one place for both).
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder per class (:func:`read_image_folder`), or with
+        ``grain_size_classes`` any folder of calibrated micrographs labelled
+        small / medium / large by their own measured mean grain size
+        (:func:`grain_size_labels`).
+    recipe : dict
+        Its ``[data]`` section gives ``in_chans``, ``normalization``,
+        ``mask_data_bar`` and an optional ``pixel_size``.
+    pixel_size : float, optional
+        Resample every image to this pixel size (in ``unit``); see
+        :func:`choose_pixel_size` for the default.
+    unit : str
+    grain_size_classes : bool
+    log : callable, optional
+        Called with one-line notes (pixel size chosen, classes found).
+
+    Returns
+    -------
+    ImageSet
+        Normalised as the recipe says, at the chosen pixel size.
+
+    Examples
+    --------
+    >>> read_classification_data("no/such/folder", {"data": {}})
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: training data folder not found: no/such/folder
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"training data folder not found: {root}")
+    log = log or (lambda _msg: None)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # one note for the folder, not one per file
+        warnings.simplefilter("always")
+        image_set = _read_classification_data(root, recipe, pixel_size, unit, grain_size_classes, log)
+    quiet = [w for w in caught if "no spatial calibration" in str(w.message)]
+    for w in caught:
+        if w not in quiet:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if quiet:
+        log(f"{len(quiet)} of {len(image_set)} images have no spatial calibration (pixel units)")
+    return image_set
+
+
+def _read_classification_data(root: Path, recipe: dict, pixel_size, unit, grain_size_classes, log) -> ImageSet:
+    d = recipe.get("data", {})
+    kw = dict(in_chans=int(d.get("in_chans", 1)), mask_data_bar=bool(d.get("mask_data_bar", True)),
+              normalization="none")
+    if grain_size_classes:
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"{root}: no images")
+        loaded = [load_micrograph(f, **kw) for f in files]
+        unc = [str(f) for f, (_, c) in zip(files, loaded) if not c.is_calibrated]
+        if unc:
+            raise ValueError(f"grain-size classes need calibrated micrographs; {len(unc)} uncalibrated, "
+                             f"e.g. {unc[0]}")
+        labels, _ = grain_size_labels([x for x, _ in loaded], [c for _, c in loaded])
+        image_set = ImageSet([x for x, _ in loaded], labels, list(GRAIN_SIZE_CLASSES), [str(f) for f in files],
+                             [c for _, c in loaded], np.asarray([str(f) for f in files]))
+        log(f"grain-size classes from measured mean D_eq: {image_set.summary()['per_class']}")
+    else:
+        image_set = read_image_folder(root, **kw)
+    target, note = choose_pixel_size(image_set.calibrations, pixel_size, d.get("pixel_size"), unit)
+    if note:
+        log(note)
+    if target is not None:
+        image_set = resample_set(image_set, target, unit)
+    norm = d.get("normalization", "minmax")
+    image_set.images = [T.normalize(x, norm) for x in image_set.images]
+    return image_set
 
 
 class ImageClassification:

@@ -64,7 +64,7 @@ class FitResult:
     best_epoch: int = -1
     best_score: float | None = None
     epochs_run: int = 0
-    stopped: str = "completed"  # "completed", "early_stopping", "callback"
+    stopped: str = "completed"  # "completed", "early_stopping", "callback", "time_limit"
 
     def to_dict(self) -> dict:
         return {"history": self.history, "best_epoch": self.best_epoch, "best_score": self.best_score,
@@ -175,7 +175,7 @@ def fit(model, train_data, *, loss_fn, optimizer, epochs: int, batch_size: int =
         task: str = "classify", scheduler=None, device="cpu", grad_clip: float = 0.0, amp: bool = True,
         early_stopping_patience: int = 0, monitor: str | None = None, steps_per_epoch: int | None = None,
         callbacks=(), progress: bool = True, state_path=None, resume: bool = False,
-        seed: int = 2024) -> FitResult:
+        seed: int = 2024, time_limit: float | None = None) -> FitResult:
     """Train ``model`` in place and return the history.
 
     Parameters
@@ -221,7 +221,13 @@ def fit(model, train_data, *, loss_fn, optimizer, epochs: int, batch_size: int =
         Continue from ``state_path`` if it exists.
     seed : int
         Shuffling seed (per epoch ``seed + epoch``).
+    time_limit : float, optional
+        Wall-clock seconds: no epoch starts that would, at the mean epoch
+        time so far, end after this (stop reason ``"time_limit"``).
     """
+    import time
+
+    started = time.monotonic()
     device = resolve_device(device)
     model.to(device)
     use_amp = bool(amp) and device.type == "cuda"
@@ -324,6 +330,11 @@ def fit(model, train_data, *, loss_fn, optimizer, epochs: int, batch_size: int =
                         scaler=scaler.state_dict() if use_amp else None, history=history, epoch=epoch,
                         best_score=best_score, best_epoch=best_epoch, best_state=best_state,
                         bad_epochs=bad_epochs, torch_rng=torch.get_rng_state())
+        if stop is None and time_limit is not None and epoch + 1 < epochs:
+            elapsed = time.monotonic() - started
+            per_epoch = elapsed / (epoch + 1 - start_epoch)
+            if elapsed + per_epoch > float(time_limit):  # the next epoch would end past the limit
+                stop = "time_limit"
         if stop is not None:
             break
     if epoch_bar is not None:

@@ -18,6 +18,8 @@ import numpy as np
 from .splits import SEED, kfold_indices, train_val_test_split
 
 __all__ = ["TrainResult", "build_model", "split_indices", "train_classifier", "train_segmenter",
+           "DidNotLearnWarning", "auto_schedule", "learning_check", "linear_probe", "held_out_predictions",
+           "adapt_batchnorm", "freeze_batchnorm",
            "train_pce", "cross_validate_pce", "softmax"]
 
 
@@ -48,7 +50,20 @@ def build_model(name: str, *, num_classes: int, in_chans: int, config: dict | No
 
 
 def split_indices(labels, data: dict, *, groups=None):
-    """``(train, val, test)`` from a recipe's ``[data]`` fractions; crops of one group stay together."""
+    """``(train, val, test)`` from a recipe's ``[data]`` fractions; crops of one group stay together.
+
+    With groups (source micrographs) and a stratified split, a held-out part
+    gets at least one source of every class: a fraction too small for that is
+    raised (and the split is not stratified when there are too few sources).
+
+    Examples
+    --------
+    >>> groups = np.repeat(np.arange(17), 3)
+    >>> labels = np.repeat(np.arange(17) % 3, 3)
+    >>> tr, va, te = split_indices(labels, {"val_fraction": 0.1, "test_fraction": 0.2}, groups=groups)
+    >>> np.unique(labels[va]).tolist(), np.unique(labels[te]).tolist()
+    ([0, 1, 2], [0, 1, 2])
+    """
     val_f = float(data.get("val_fraction", 0.15))
     test_f = float(data.get("test_fraction", 0.1))
     seed = int(data.get("seed", SEED))
@@ -58,6 +73,17 @@ def split_indices(labels, data: dict, *, groups=None):
     groups = np.asarray(groups)
     uniq, first = np.unique(groups, return_index=True)
     glabels = None if labels is None else np.asarray(labels)[first]
+    if stratify and glabels is not None:
+        # a stratified part needs a source of every class: raise a fraction too small for that
+        k, n = len(np.unique(glabels)), len(uniq)
+        need = k / n
+        if test_f > 0:
+            test_f = max(test_f, need)
+        if val_f > 0:
+            val_f = max(val_f, need * (1 - test_f))
+        if val_f + test_f >= 1 or n - k * ((val_f > 0) + (test_f > 0)) < k:
+            stratify = False  # too few sources to hold out one of each class
+            val_f, test_f = float(data.get("val_fraction", 0.15)), float(data.get("test_fraction", 0.1))
     tr, va, te = train_val_test_split(glabels if glabels is not None else len(uniq), val_f, test_f,
                                       stratify=stratify and glabels is not None, seed=seed)
     pick = lambda g: np.flatnonzero(np.isin(groups, uniq[g]))  # noqa: E731
@@ -90,16 +116,316 @@ def _recipe_record(recipe, fit_kw):
     return keep
 
 
+class DidNotLearnWarning(UserWarning):
+    """A classifier's held-out accuracy is not better than always answering the most frequent class."""
+
+
+def auto_schedule(n_train: int, *, sample_budget: int = 2400, min_batch: int = 8, max_batch: int = 32,
+                  min_steps: int = 8, min_epochs: int = 4, max_epochs: int = 100) -> dict:
+    """Batch size, steps per epoch and epochs chosen from the number of training images.
+
+    The batch is the power of two nearest ``n_train / 8`` within
+    ``[min_batch, max_batch]`` (so an epoch has about eight steps or more, never
+    one step with the whole set); an epoch has at least ``min_steps`` steps
+    (drawn with replacement when the set is small); the number of epochs makes
+    about ``sample_budget`` training crops in all.
+
+    Returns
+    -------
+    dict
+        ``{"batch_size", "steps_per_epoch", "epochs"}``; ``steps_per_epoch``
+        is ``None`` when one pass over the set is enough.
+
+    Examples
+    --------
+    >>> auto_schedule(40)
+    {'batch_size': 8, 'steps_per_epoch': 8, 'epochs': 38}
+    >>> auto_schedule(300)
+    {'batch_size': 32, 'steps_per_epoch': None, 'epochs': 8}
+    """
+    n = max(int(n_train), 1)
+    batch = int(np.clip(2 ** round(math.log2(max(n / 8, 1))), min_batch, max_batch))
+    per_pass = math.ceil(n / batch)
+    steps = max(per_pass, int(min_steps))
+    epochs = int(np.clip(math.ceil(int(sample_budget) / (steps * batch)), min_epochs, max_epochs))
+    return {"batch_size": batch, "steps_per_epoch": None if steps == per_pass else steps, "epochs": epochs}
+
+
+def learning_check(y_true, y_pred, *, alpha: float = 0.05) -> dict:
+    """Did a classifier learn? Held-out accuracy against always answering the most frequent class.
+
+    The one-sided binomial test asks whether ``k`` correct answers out of
+    ``n`` could come from a guesser right with the chance rate (the largest
+    class fraction of the held-out images). ``learned`` is ``None`` when ``n``
+    is too small for even a perfect score to be significant.
+
+    Returns
+    -------
+    dict
+        ``{"held_out_accuracy", "chance_accuracy", "learning_p_value", "learned", "held_out_n"}``.
+
+    Examples
+    --------
+    >>> learning_check([0, 1, 2] * 4, [0, 1, 2] * 4)["learned"]
+    True
+    >>> learning_check([0, 1, 2] * 4, [0] * 12)["learned"]
+    False
+    """
+    from scipy.stats import binom
+
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    n = int(y_true.size)
+    if n == 0:
+        return {"held_out_accuracy": None, "chance_accuracy": None, "learning_p_value": None, "learned": None,
+                "held_out_n": 0}
+    chance = float(np.bincount(y_true).max() / n)
+    k = int((y_true == y_pred).sum())
+    p = float(binom.sf(k - 1, n, chance))
+    best = float(binom.sf(n - 1, n, chance))
+    learned = None if best >= alpha else bool(k / n > chance and p < alpha)
+    return {"held_out_accuracy": k / n, "chance_accuracy": chance, "learning_p_value": p, "learned": learned,
+            "held_out_n": n}
+
+
+def _resolve_schedule(recipe: dict, n_train: int, epochs, batch_size) -> tuple[dict, int | None]:
+    """A copy of ``recipe`` with "auto" batch size / epochs replaced (:func:`auto_schedule`); also the
+    steps per epoch (``None``: one pass over the training images)."""
+    import copy
+
+    r = copy.deepcopy(recipe)
+    tr = r.setdefault("train", {})
+    auto_batch = batch_size is None and str(tr.get("batch_size")) == "auto"
+    fixed = {} if auto_batch else {"min_batch": int(batch_size or tr.get("batch_size", 32)),
+                                   "max_batch": int(batch_size or tr.get("batch_size", 32))}
+    plan = auto_schedule(n_train, sample_budget=int(tr.get("sample_budget", 2400)), **fixed)
+    if auto_batch:
+        tr["batch_size"] = plan["batch_size"]
+    if epochs is None and str(tr.get("epochs")) == "auto":
+        tr["epochs"] = plan["epochs"]
+    return r, plan["steps_per_epoch"] if auto_batch else None
+
+
+def _init_from_pretrained(model, name: str, architecture: str) -> dict:
+    """Copy every tensor of the pretrained model ``name`` whose name and shape match, but the head.
+
+    A missing file or another architecture than ``architecture`` leaves the
+    random initialisation (with a warning).
+    """
+    from hyperspy_mmdl.checkpoint import load_checkpoint, read_card
+
+    try:
+        card = read_card(name)
+        if card.architecture != architecture:
+            warnings.warn(f"pretrained starting point {name!r} is a {card.architecture!r}, not {architecture!r}: "
+                          "training from random weights", UserWarning, stacklevel=3)
+            return {"pretrained": None, "copied": 0}
+        src, card = load_checkpoint(name)
+    except (FileNotFoundError, KeyError) as err:
+        warnings.warn(f"pretrained starting point {name!r} not available ({err}); training from random "
+                      "weights", UserWarning, stacklevel=3)
+        return {"pretrained": None, "copied": 0}
+    state = model.state_dict()
+    copied = 0
+    for k, v in src.state_dict().items():
+        if k in state and state[k].shape == v.shape and not k.startswith("head."):
+            state[k] = v
+            copied += 1
+    if not copied:
+        raise ValueError(f"pretrained model {name!r} ({card.architecture}) shares no weights with "
+                         f"{type(model).__name__}")
+    model.load_state_dict(state)
+    return {"pretrained": name, "copied": copied, "pretrained_architecture": card.architecture}
+
+
+def _batchnorms(model) -> list:
+    import torch
+
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def adapt_batchnorm(model, dataset, *, views: int = 2, device="cpu", batch_size: int = 32) -> int:
+    """Re-estimate the BatchNorm statistics of ``model`` on ``dataset`` (AdaBN); returns the layers updated.
+
+    A pretrained backbone's normalisation statistics come from its own
+    training images; recomputing them (cumulative averages over ``views``
+    augmented passes) standardises its features on the new images before a
+    head is fitted on them.
+    """
+    import torch
+
+    from .loop import _loader, resolve_device
+
+    bns = _batchnorms(model)
+    if not bns:
+        return 0
+    dev = resolve_device(device)
+    model.to(dev).train()
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average over every batch
+    with torch.no_grad():
+        for v in range(views):
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(20_000 + v)
+            for x, _ in _loader(dataset, batch_size, shuffle=True, seed=v, epoch=0):
+                model(x.to(dev))
+    for bn, m in zip(bns, saved):
+        bn.momentum = m
+    model.eval()
+    return len(bns)
+
+
+def freeze_batchnorm(model) -> None:
+    """Keep ``model``'s BatchNorm layers in evaluation mode (fixed statistics) even in ``model.train()``.
+
+    Fine-tuning on a few images in small batches then changes the
+    convolutions only: the features the head was fitted on, and those seen
+    at inference, are computed the same way as in training.
+    """
+    bns = _batchnorms(model)
+    if not bns:
+        return
+    plain_train = model.train
+
+    def train(mode: bool = True):
+        plain_train(mode)
+        for bn in bns:
+            bn.eval()
+        return model
+
+    model.train = train
+
+
+def _features(model, dataset, views: int, device, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """``model.features`` of ``views`` passes over ``dataset`` (augmented when it has an augmentation)."""
+    import torch
+
+    from .loop import _loader, resolve_device
+
+    dev = resolve_device(device)
+    model.eval().to(dev)
+    feats, ys = [], []
+    with torch.no_grad():
+        for v in range(views):
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(10_000 + v)
+            for x, y in _loader(dataset, batch_size, shuffle=False, seed=0, epoch=0):
+                feats.append(model.features(x.to(dev)).float().cpu().numpy())
+                ys.append(np.asarray(y))
+    return np.concatenate(feats), np.concatenate(ys)
+
+
+def linear_probe(model, train_ds, val_ds, num_classes: int, *, device="cpu", views: int = 4,
+                 seed: int = SEED) -> dict:
+    """Fit the model's linear head on frozen features (multinomial logistic regression).
+
+    Features (``model.features``) of ``views`` augmented crops of every
+    training image are standardised; the regularisation strength is chosen
+    on the validation crops (log-loss) among ``C ∈ {0.01, 0.1, 1}`` (0.1
+    without validation images); the fitted map, standardisation included, is
+    written into ``model.head``.
+
+    Returns
+    -------
+    dict
+        ``{"C", "train_accuracy", "val_accuracy", "views"}``.
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    X, y = _features(model, train_ds, views, device)
+    mu, sd = X.mean(0), X.std(0) + 1e-6
+    Z = (X - mu) / sd
+    Xv = yv = None
+    if val_ds is not None and len(val_ds):
+        Xv, yv = _features(model, val_ds, 1, device)
+        Xv = (Xv - mu) / sd
+    present = np.unique(y)
+    best = None
+    for C in ((0.01, 0.1, 1.0) if Xv is not None else (0.1,)):
+        clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed).fit(Z, y)
+        score = 0.0
+        if Xv is not None:
+            pv = np.full((len(Xv), num_classes), 1e-9)
+            pv[:, clf.classes_] = clf.predict_proba(Xv)
+            score = log_loss(yv, pv / pv.sum(1, keepdims=True), labels=list(range(num_classes)))
+        if best is None or score < best[0]:
+            best = (score, C, clf)
+    _, C, clf = best
+    coef = np.zeros((num_classes, X.shape[1]))
+    bias = np.full(num_classes, -30.0)  # classes absent from the training crops: never predicted
+    if len(clf.classes_) == 2 and clf.coef_.shape[0] == 1:
+        coef[clf.classes_[1]], bias[clf.classes_] = clf.coef_[0], [0.0, clf.intercept_[0]]
+    else:
+        coef[clf.classes_], bias[clf.classes_] = clf.coef_, clf.intercept_
+    w = coef / sd
+    b = bias - w @ mu
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(w, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(b, dtype=model.head.bias.dtype))
+    out = {"C": C, "views": int(views), "train_accuracy": float(np.mean(clf.predict(Z) == y)),
+           "classes_seen": [int(c) for c in present]}
+    if Xv is not None:
+        out["val_accuracy"] = float(np.mean(clf.predict(Xv) == yv))
+    return out
+
+
+def _param_groups(model, init: dict, lr: float):
+    """Trainable parameters: the head at ``lr``, the rest at ``lr · backbone_lr_scale``; ``freeze`` fixed."""
+    for name in init.get("freeze", []) or []:
+        for p in model.get_submodule(name).parameters():
+            p.requires_grad_(False)
+    scale = float(init.get("backbone_lr_scale", 1.0))
+    head = [p for n, p in model.named_parameters() if n.startswith("head.") and p.requires_grad]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
+    if scale == 1.0 or not head:
+        return head + rest
+    return [{"params": rest, "lr": lr * scale}, {"params": head, "lr": lr}]
+
+
+def held_out_predictions(model, card, images, *, device="cpu", max_tiles_side: int = 4) -> np.ndarray:
+    """Class probabilities of held-out images, as a user gets them (tiles averaged).
+
+    Each image (already at the model's pixel size and normalised) goes through
+    :func:`hyperspy_mmdl.inference.classify`, which cuts it into the model's
+    input tiles and averages their probabilities. Images larger than
+    ``max_tiles_side`` model inputs along an axis are scored on their centre
+    window of that size, which bounds the time a large folder takes.
+    """
+    from .. import inference
+
+    pred = inference.get_predictor((model, card), device=device)
+    side = None if not card.input_size else int(max_tiles_side) * int(card.input_size[-1])
+    out = []
+    for x in images:
+        x = np.asarray(x)
+        if side is not None:
+            h, w = x.shape[-2:]
+            r, c = max((h - side) // 2, 0), max((w - side) // 2, 0)
+            x = x[..., r:r + side, c:c + side]
+        rgb = x.ndim == 3 and x.shape[0] == 3
+        out.append(inference.classify(x if rgb else x.reshape(x.shape[-2:]), None, pred, resample=False,
+                                      channel_axis=0 if rgb else None, device=device))
+    return np.asarray(out, dtype=np.float32).reshape(len(images), -1)
+
+
 def train_classifier(image_set, recipe: dict, *, model_name: str | None = None, epochs: int | None = None,
                      batch_size: int | None = None, device="cpu", out=None, callbacks=(), progress=True,
-                     resume=False, fit_mode: str = "crop", splits=None, model_config=None) -> TrainResult:
+                     resume=False, fit_mode: str = "crop", splits=None, model_config=None, log=None) -> TrainResult:
     """Train an image classifier on an :class:`~hyperspy_mmdl.train.datasets.ImageSet`.
 
     Parameters
     ----------
     image_set : ImageSet
     recipe : dict
-        From :func:`~hyperspy_mmdl.train.recipes.load_recipe`.
+        From :func:`~hyperspy_mmdl.train.recipes.load_recipe`. ``train.batch_size``
+        and ``train.epochs`` may be ``"auto"`` (:func:`auto_schedule`); an
+        ``[init]`` section starts from a pretrained model (``pretrained``: a
+        shipped name or a file; ``linear_probe``: fit the head first with
+        :func:`linear_probe`; ``freeze``: modules kept fixed;
+        ``backbone_lr_scale``); ``train.max_minutes`` bounds the training time.
     model_name : str, optional
         Registry name (default the recipe's ``model``).
     epochs, batch_size : int, optional
@@ -116,17 +442,32 @@ def train_classifier(image_set, recipe: dict, *, model_name: str | None = None, 
         (stratified; crops of one source image kept together via ``groups``).
     model_config : dict, optional
         Extra ``models.create`` options (e.g. ``{"img_size": 64}``).
+    log : callable, optional
+        Called with one-line progress notes (linear probe, schedule).
+
+    Returns
+    -------
+    TrainResult
+        ``metrics`` are those of the test images (tiles averaged, as
+        :func:`hyperspy_mmdl.inference.classify` gives them) plus the
+        :func:`learning_check` of all held-out images. A run whose held-out
+        accuracy is at chance warns with :class:`DidNotLearnWarning` and its
+        card says ``learned: false``.
     """
+    import time
+
     import torch
 
     from hyperspy_mmdl.checkpoint import ModelCard, save_checkpoint
 
     from .datasets import ImageClassification
-    from .loop import fit, predict
+    from .loop import fit
     from .losses import build_loss
     from .metrics import classification_metrics
     from .transforms import Augment
 
+    log = log or (lambda _msg: None)
+    started = time.monotonic()
     data = recipe.get("data", {})
     size = int(data.get("input_size", 224))
     in_chans = int(image_set.images[0].shape[0])
@@ -135,42 +476,95 @@ def train_classifier(image_set, recipe: dict, *, model_name: str | None = None, 
     tr, va, te = splits if splits is not None else split_indices(labels, data, groups=image_set.groups)
     if len(tr) == 0:
         raise ValueError("no training samples after the split")
+    recipe, steps_per_epoch = _resolve_schedule(recipe, len(tr), epochs, batch_size)
     seed = int(data.get("seed", SEED))
     torch.manual_seed(seed)
     aug = Augment(size, **recipe.get("augment", {}))
     pick = lambda idx: [image_set.images[i] for i in idx]  # noqa: E731
     train_ds = ImageClassification(pick(tr), labels[tr], size, augment=aug, fit=fit_mode, seed=seed)
     val_ds = ImageClassification(pick(va), labels[va], size, fit=fit_mode) if len(va) else None
-    test_idx = te if len(te) else va
-    test_ds = ImageClassification(pick(test_idx), labels[test_idx], size, fit=fit_mode) if len(test_idx) else None
     name = model_name or recipe.get("model")
     config = {**recipe.get("model_config", {}), **(model_config or {})}
     model = build_model(name, num_classes=len(names), in_chans=in_chans, config=config)
+    init = dict(recipe.get("init") or {})
+    init_record: dict = {}
+    if init.get("pretrained") and not resume:
+        init_record = _init_from_pretrained(model, str(init["pretrained"]), name)
+        if not init_record.get("pretrained"):
+            init = {}
+        elif init.get("linear_probe", True) and hasattr(model, "features") and hasattr(model, "head"):
+            views = int(np.clip(math.ceil(400 / len(tr)), 2, 8))
+            if init.get("batchnorm", "adapt") == "adapt":
+                init_record["batchnorm"] = f"re-estimated on the training images ({adapt_batchnorm(model, train_ds, views=2, device=device)} layers), then fixed"
+            probe = linear_probe(model, train_ds, val_ds, len(names), device=device, views=views, seed=seed)
+            init_record["linear_probe"] = probe
+            log(f"linear head on frozen {init['pretrained']} features: train accuracy "
+                f"{probe['train_accuracy']:.2f}" + (f", validation {probe['val_accuracy']:.2f}"
+                                                    if "val_accuracy" in probe else "") + f" (C={probe['C']})")
+    if init.get("batchnorm") in ("adapt", "fixed") or "batchnorm" in init_record:
+        freeze_batchnorm(model)
     fit_kw = _fit_kwargs(recipe, epochs, batch_size)
-    fit_kw["batch_size"] = min(fit_kw["batch_size"], len(tr))
-    steps = math.ceil(len(tr) / fit_kw["batch_size"])
-    opt, sched = _optim(model, recipe, fit_kw["epochs"], steps)
+    if steps_per_epoch is None:
+        fit_kw["batch_size"] = min(fit_kw["batch_size"], len(tr))
+    steps = steps_per_epoch or math.ceil(len(tr) / fit_kw["batch_size"])
+    lr = float(recipe.get("optimizer", {}).get("lr", 1e-3))
+    from .optim import build_optimizer, build_scheduler
+
+    opt = build_optimizer(_param_groups(model, init, lr), recipe.get("optimizer", {}))
+    sched = build_scheduler(opt, recipe.get("schedule", {}), epochs=fit_kw["epochs"], steps_per_epoch=steps)
     loss_fn = build_loss(recipe.get("loss", {}), train_labels=labels[tr], num_classes=len(names))
     state = Path(str(out) + ".state.pt") if out else None
+    max_min = recipe.get("train", {}).get("max_minutes")
+    limit = None if not max_min else max(float(max_min) * 60 - (time.monotonic() - started), 1.0)
+    log(f"training {name} on {len(tr)} images (validation {len(va)}, test {len(te)}): batch {fit_kw['batch_size']}, "
+        f"{steps} steps per epoch, up to {fit_kw['epochs']} epochs"
+        + (f", at most {float(max_min):g} min" if max_min else ""))
     res = fit(model, train_ds, val_data=val_ds, loss_fn=loss_fn, optimizer=opt, scheduler=sched, task="classify",
               device=device, callbacks=callbacks, progress=progress, state_path=state, resume=resume, seed=seed,
-              **fit_kw)
-    metrics = {}
-    if test_ds is not None:
-        logits, y = predict(model, test_ds, batch_size=fit_kw["batch_size"], device=device)
-        metrics = classification_metrics(y, softmax(logits), class_names=names,
-                                          top_k=tuple(k for k in (1, 2) if k < len(names)))
-        metrics["split"] = "test" if len(te) else "val"
+              steps_per_epoch=steps_per_epoch, time_limit=limit, **fit_kw)
     pixel_size, unit = image_set.pixel_size()
     cfg = {"num_classes": len(names), "in_chans": in_chans, **config}
     card = ModelCard(
         architecture=name, config=cfg, task="classify", input_size=[in_chans, size, size],
         normalization=data.get("normalization", "minmax"), pixel_size=pixel_size, pixel_unit=unit,
-        class_names=names, metrics=_scalar_metrics(metrics),
+        class_names=names,
         training_data={**image_set.summary(), "n_train": int(len(tr)), "n_val": int(len(va)),
-                       "n_test": int(len(te)), "seed": seed, "fit": fit_mode},
-        recipe=_recipe_record(recipe, fit_kw),
+                       "n_test": int(len(te)), "seed": seed, "fit": fit_mode,
+                       **({"sources": int(len(np.unique(image_set.groups)))} if image_set.groups is not None
+                          else {}),
+                       **({"split_by": "source"} if image_set.groups is not None else {})},
+        recipe={**_recipe_record(recipe, fit_kw), **({"init": init_record} if init_record else {})},
     )
+    metrics, held_y, held_p = {}, [], []
+    if fit_mode == "crop":
+        probs = {part: held_out_predictions(model, card, pick(idx), device=device)
+                 for part, idx in (("val", va), ("test", te)) if len(idx)}
+    else:  # resized inputs: the model saw whole images squeezed to its input
+        from .loop import predict
+
+        probs = {part: softmax(predict(model, ImageClassification(pick(idx), labels[idx], size, fit=fit_mode),
+                                       batch_size=fit_kw["batch_size"], device=device)[0])
+                 for part, idx in (("val", va), ("test", te)) if len(idx)}
+    for part, idx in (("val", va), ("test", te)):
+        if part in probs:
+            held_y.append(labels[idx])
+            held_p.append(probs[part].argmax(1))
+    report = probs.get("test", probs.get("val"))
+    if report is not None:
+        idx = te if len(te) else va
+        metrics = classification_metrics(labels[idx], report, class_names=names,
+                                         top_k=tuple(k for k in (1, 2) if k < len(names)))
+        metrics["split"] = "test" if len(te) else "val"
+    check = learning_check(np.concatenate(held_y) if held_y else [], np.concatenate(held_p) if held_p else [])
+    metrics.update(check)
+    card.metrics = _scalar_metrics(metrics)
+    card.extra = {**card.extra, "fit": {"stopped": res.stopped, "epochs_run": res.epochs_run,
+                                        "seconds": round(time.monotonic() - started, 1)}}
+    if check["learned"] is False:
+        warnings.warn(f"the classifier did not learn: held-out accuracy {check['held_out_accuracy']:.2f} on "
+                      f"{check['held_out_n']} images is at chance ({check['chance_accuracy']:.2f}, always "
+                      f"answering the most frequent class; p = {check['learning_p_value']:.2g}). Try the default "
+                      "recipe ('finetune'), more images or more epochs.", DidNotLearnWarning, stacklevel=2)
     path = save_checkpoint(out, model, card) if out else None
     return TrainResult(model, card, metrics, res.history, {"train": tr, "val": va, "test": te}, path,
                        res.to_dict())

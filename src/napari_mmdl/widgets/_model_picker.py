@@ -1,35 +1,44 @@
 """Shared parts of the model widgets: a checkpoint picker, layer helpers, a worker runner.
 
-The picker lists the checkpoints in the user's model folder
-(``platformdirs.user_data_dir("napari-mmdl")/models``, see :func:`models_folder`)
-and accepts any other file; it shows the model card's summary (architecture,
-task, input, pixel size, classes, metrics) of the selected file.
+The picker lists the models shipped with the package first (by name, with
+their Markdown model card as the item's tooltip), then the checkpoints in the
+user's models folder (:func:`hyperspy_mmdl.models.pretrained.models_folder`,
+where ``mmdl train`` and the Train widget save), and accepts any other file.
+Only models of the widget's task are listed. It shows the chosen model's card
+summary (architecture, task, input, pixel size, classes, held-out score) and
+offers only the devices that exist on this machine.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-_NO_MODEL = "(none found: choose a file)"
+_NO_MODEL = "(none found: see below)"
 
 
 def models_folder() -> Path:
-    """The folder the model pickers list: ``<user data dir>/napari-mmdl/models``.
+    """The user's models folder (:func:`hyperspy_mmdl.models.pretrained.models_folder`; imported late: torch)."""
+    from hyperspy_mmdl.models.pretrained import models_folder as folder
 
-    ``MMDL_MODELS_DIR`` overrides it (for tests and shared installations).
-    """
-    env = os.environ.get("MMDL_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    return folder()
 
-    return Path(platformdirs.user_data_dir("napari-mmdl")) / "models"
+
+def devices() -> list[str]:
+    """The device choices of this machine (:func:`hyperspy_mmdl.inference.device.available_devices`)."""
+    from hyperspy_mmdl.inference.device import available_devices
+
+    return available_devices()
+
+
+def no_model_text(tasks=None) -> str:
+    """What to do when no model is listed: train one, or put files in the models folder."""
+    what = " or ".join(tasks) if tasks else "suitable"
+    return (f"No {what} model found. Train one with Plugins > MM-DL Microstructure > Train (or `mmdl train`), "
+            f"which saves into the models folder {models_folder()} ; or copy .pt files there and press "
+            "'Refresh list'; or choose a file below.")
 
 
 _CARDS: dict = {}
@@ -51,25 +60,33 @@ def card_summary(card) -> str:
     lines = [f"{card.architecture} ({card.task})"]
     if card.input_size:
         lines.append("input " + "×".join(str(v) for v in card.input_size)
-                     + (f" at {card.pixel_size:g} {card.pixel_unit}/px" if card.pixel_size else ""))
+                     + (f" at {card.pixel_size:g} {card.pixel_unit}/px" if card.pixel_size
+                        else ", trained on uncalibrated images"))
     lines.append(f"normalisation: {card.normalization}")
     if card.class_names:
         lines.append("classes: " + ", ".join(map(str, card.class_names)))
     if card.target_name:
         lines.append(f"target: {card.target_name} ({card.target_unit or ''})")
-    metrics = [f"{k} {v:.3g}" for k, v in (card.metrics or {}).items() if isinstance(v, (int, float))]
-    if metrics:
-        lines.append("metrics: " + ", ".join(metrics[:4]))
+    m = card.metrics or {}
+    shown = [f"{k} {v:.3g}" for k, v in m.items()
+             if k in ("accuracy", "f1", "MAE", "R2", "boundary_f1", "chance_accuracy")
+             and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not shown:
+        shown = [f"{k} {v:.3g}" for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:4]
+    if shown:
+        lines.append("held-out: " + ", ".join(shown))
+    if m.get("learned") is False:
+        lines.append("WARNING: this model did not learn (held-out accuracy at chance)")
     return "\n".join(lines)
 
 
 class ModelPicker(Container):
-    """Choose a checkpoint from the models folder or a file; shows its card.
+    """Choose a shipped model, one from the models folder, or a file; shows its card.
 
     Parameters
     ----------
     tasks : tuple of str, optional
-        Only accept models of these card tasks (e.g. ``("classify",)``).
+        Only list and accept models of these card tasks (e.g. ``("classify",)``).
     """
 
     def __init__(self, tasks: tuple[str, ...] | None = None):
@@ -77,7 +94,7 @@ class ModelPicker(Container):
         self.listed = ComboBox(label="model", choices=self._folder_choices, nullable=False)
         self.file = FileEdit(mode="r", label="or file", filter="*.pt *.pth *.ckpt", value="")
         self.refresh = PushButton(text="Refresh list")
-        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.device = ComboBox(label="device", choices=devices(), value="auto")
         self.info = Label(label="card", value="")
         super().__init__(widgets=[self.listed, self.file, self.refresh, self.device, self.info],
                          labels=True)
@@ -85,17 +102,49 @@ class ModelPicker(Container):
         self.listed.changed.connect(self._update)
         self.file.changed.connect(self._update)
         self.refresh.changed.connect(self._refresh)
+        self._tooltips()
         self._update()
 
     # ---------------------------------------------------------------- choices
+    def _fits(self, path: Path) -> bool:
+        if not self.tasks:
+            return True
+        try:
+            return read_card_cached(path).task in self.tasks
+        except Exception:  # noqa: BLE001 - an unreadable file is listed; choosing it says why
+            return True
+
     def _folder_choices(self, _widget=None):
-        folder = models_folder()
-        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in CHECKPOINT_SUFFIXES) \
-            if folder.is_dir() else []
-        return [(p.name, str(p)) for p in files] or [(_NO_MODEL, "")]
+        from hyperspy_mmdl.models.pretrained import trained_models
+
+        out = [(f"{name} (shipped)" if pretrained else name, str(path))
+               for name, path, pretrained in trained_models() if self._fits(path)]
+        return out or [(_NO_MODEL, "")]
+
+    def _tooltips(self) -> None:
+        """The Markdown card of each shipped model (the card summary for others) as the item's tooltip."""
+        from qtpy.QtCore import Qt
+
+        from hyperspy_mmdl.models.pretrained import PRETRAINED_DIR
+
+        box = self.listed.native
+        for i in range(box.count()):
+            value = box.itemData(i)
+            path = Path(value) if value else None
+            if path is None:
+                tip = no_model_text(self.tasks)
+            elif path.parent == PRETRAINED_DIR and path.with_suffix(".md").is_file():
+                tip = path.with_suffix(".md").read_text(encoding="utf-8")
+            else:
+                try:
+                    tip = card_summary(read_card_cached(path))
+                except Exception as err:  # noqa: BLE001
+                    tip = f"{path.name}: {err}"
+            box.setItemData(i, tip, Qt.ToolTipRole)
 
     def _refresh(self, *_):
         self.listed.reset_choices()
+        self._tooltips()
         self._update()
 
     def on_change(self, callback: Callable) -> None:
@@ -123,13 +172,14 @@ class ModelPicker(Container):
         if p is None:
             return None
         try:
-            return read_card_cached(p)
+            card = read_card_cached(p)
         except Exception:  # noqa: BLE001 - shown in the info label by _update
             return None
+        return None if self.tasks and card.task not in self.tasks else card
 
     def _update(self, *_):
         p = self.path
-        card, text = None, "no model chosen"
+        card, text = None, no_model_text(self.tasks)
         if p is not None:
             try:
                 card = read_card_cached(p)
@@ -140,8 +190,27 @@ class ModelPicker(Container):
             except Exception as err:  # noqa: BLE001 - unreadable file: say why
                 text = f"{p.name}: {err}"
         self.info.value = text
+        self.listed.native.setToolTip(self.listed.native.itemData(self.listed.native.currentIndex(),
+                                                                  _tooltip_role()) or "")
         for cb in self._callbacks:
             cb(card)
+
+
+def _tooltip_role():
+    from qtpy.QtCore import Qt
+
+    return Qt.ToolTipRole
+
+
+def scale_note(card, layer) -> str:
+    """A warning when the layer's calibration does not fit the model's pixel size ('' when it does)."""
+    if card is None or layer is None:
+        return ""
+    from hyperspy_mmdl.inference.prepare import scale_warning
+
+    data, cal, channel_axis = layer_frames(layer)
+    shape = data.shape[:-1] if channel_axis is not None else data.shape
+    return scale_warning(card, cal, tuple(shape[-2:]))
 
 
 # --------------------------------------------------------------------------- layers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSlider
+from magicgui.widgets import ComboBox, Container, FloatSlider, Label
 
 from ._model_picker import (
     ModelPicker,
@@ -12,7 +12,9 @@ from ._model_picker import (
     image_layers,
     layer_frames,
     overlay_kwargs,
+    scale_note,
 )
+from .classify import missing_inputs
 
 METHODS = ("gradcam", "cbam", "external", "chunking")
 COLORMAPS = ("inferno", "magma", "turbo", "viridis", "red")
@@ -32,10 +34,12 @@ class AttentionWidget(Container):
         self.colormap = ComboBox(label="colormap", choices=COLORMAPS, value="inferno")
         self.opacity = FloatSlider(label="opacity", value=0.5, min=0.0, max=1.0, step=0.05)
         self.controls = RunControls("Show attention")
-        super().__init__(widgets=[self.image, self.model, self.method, self.target, self.colormap,
+        self.warning = Label(label="scale", value="")
+        super().__init__(widgets=[self.image, self.model, self.warning, self.method, self.target, self.colormap,
                                   self.opacity, self.controls], labels=True)
         self.controls.run_button.changed.connect(self.run)
         self.model.on_change(self._model_changed)
+        self.image.changed.connect(self._check_scale)
         self._model_changed(self.model.card)
         self.opacity.changed.connect(self._style)
         self.colormap.changed.connect(self._style)
@@ -50,6 +54,14 @@ class AttentionWidget(Container):
     def _model_changed(self, card):
         self.target.reset_choices()
         self.target.value = PREDICTED
+        self._check_scale()
+
+    def _check_scale(self, *_):
+        """Show whether the model's pixel size fits the image's calibration."""
+        note = scale_note(self.model.card, self.image.value)
+        self.warning.value = note
+        self.warning.visible = bool(note)
+        return note
 
     def _style(self, *_):
         if self.layer is not None and self.viewer is not None and self.layer in self.viewer.layers:
@@ -58,12 +70,16 @@ class AttentionWidget(Container):
 
     def run(self, *_):
         """Compute the maps in a worker thread and add (or update) the overlay layer."""
-        from napari.utils.notifications import show_error
+        from napari.utils.notifications import show_error, show_warning
 
         layer, path = self.image.value, self.model.path
-        if layer is None or path is None:
-            show_error("Attention: choose an image layer and a model first")
+        missing = missing_inputs("Attention", layer, path, self.model.tasks)
+        if missing:
+            show_error(missing)
             return None
+        note = self._check_scale()
+        if note:
+            show_warning(f"Attention: {note}")
         data, cal, channel_axis = layer_frames(layer)
         device, method = self.model.device.value, self.method.value
         target = None if self.target.value == PREDICTED else self.target.value

@@ -9,12 +9,20 @@ Data sources:
 * **generated** — synthetic micrographs of the three grain-size classes
   (``synthetic_grain_size_set``), to try the widget without data.
 
+Folders are read as ``mmdl train`` reads them
+(:func:`hyperspy_mmdl.train.datasets.read_classification_data`): uncalibrated
+images train at their own pixel size (a recipe's pixel size applies only to
+calibrated folders), and crops in one sub-folder per source micrograph stay on
+one side of the held-out split.
+
 Training (:func:`hyperspy_mmdl.train.tasks.train_classifier` with the chosen
-recipe) runs in a separate thread driven by a napari ``thread_worker``
-generator that yields every batch loss and epoch's metrics to the plot. Cancel
-stops after the current batch; nothing is saved then. A finished model is
-saved with its model card into the user's model folder (the one the model
-pickers list) or to the chosen file.
+recipe; by default ``finetune``, the shipped backbone fine-tuned with a batch
+size and schedule chosen from the data) runs in a separate thread driven by a
+napari ``thread_worker`` generator that yields every batch loss and epoch's
+metrics to the plot. Cancel stops after the current batch; nothing is saved
+then. A finished model is saved with its model card into the user's model
+folder (the one the model pickers list) or to the chosen file; a model whose
+held-out accuracy stayed at chance is saved with a warning (its card says so).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ._model_picker import DEVICES, models_folder
+from ._model_picker import devices, models_folder
 
 SOURCES = {
     "class folders": "folder",
@@ -65,33 +73,24 @@ def make_relay(q: queue.Queue, stop: threading.Event):
 
 
 def build_image_set(source: str, folder, recipe: dict, *, pixel_size: float | None = None,
-                    n_per_class: int = 40, seed: int = 2024):
+                    n_per_class: int = 40, seed: int = 2024, log=None):
     """The :class:`~hyperspy_mmdl.train.datasets.ImageSet` of a data source (see the module docstring)."""
     from hyperspy_mmdl.train import datasets as D
 
     d = recipe.get("data", {})
     size = int(d.get("input_size", 224))
-    if pixel_size is None and d.get("pixel_size"):
-        pixel_size = float(d["pixel_size"])
     if source == "synthetic":
         from hyperspy_mmdl.cli.demo import TRAIN_BANDS
 
-        kw = {"pixel_size": pixel_size, "bands": TRAIN_BANDS} if pixel_size and pixel_size >= 0.05 else {}
-        return D.synthetic_grain_size_set(n_per_class, size=size, seed=seed, **kw)
+        pixel = pixel_size or d.get("pixel_size") or 0.05
+        kw = {"pixel_size": float(pixel), "bands": TRAIN_BANDS} if float(pixel) >= 0.05 else {}
+        return D.synthetic_grain_size_set(n_per_class, size=size, seed=seed,
+                                          normalization=d.get("normalization", "minmax"), **kw)
     folder = Path(folder) if folder else None
     if folder is None or not folder.is_dir():
         raise ValueError(f"choose a folder of images (got {folder})")
-    kw = dict(in_chans=int(d.get("in_chans", 1)), pixel_size=pixel_size, unit="µm",
-              mask_data_bar=bool(d.get("mask_data_bar", True)), normalization=d.get("normalization", "minmax"))
-    if source == "folder":
-        return D.read_image_folder(folder, **kw)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in D.IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"{folder}: no images")
-    loaded = [D.load_micrograph(f, **kw) for f in files]
-    labels, _means = D.grain_size_labels([x for x, _ in loaded], [c for _, c in loaded])
-    return D.ImageSet([x for x, _ in loaded], labels, list(D.GRAIN_SIZE_CLASSES), [str(f) for f in files],
-                      [c for _, c in loaded])
+    return D.read_classification_data(folder, recipe, pixel_size=pixel_size, unit="µm",
+                                      grain_size_classes=source == "grain_size", log=log)
 
 
 class TrainWidget(QWidget):
@@ -102,17 +101,24 @@ class TrainWidget(QWidget):
         self.viewer = napari_viewer
         self.source = ComboBox(label="data", choices=list(SOURCES), value=list(SOURCES)[0])
         self.folder = FileEdit(mode="d", label="folder", value="")
+        from hyperspy_mmdl.train.recipes import DEFAULT_CLASSIFY
+
         recipes = classify_recipes()
         self.recipe = ComboBox(label="recipe", choices=recipes,
-                               value="grain_size_small" if "grain_size_small" in recipes else recipes[0])
-        self.epochs = SpinBox(label="epochs", value=30, min=1, max=10_000)
+                               value=DEFAULT_CLASSIFY if DEFAULT_CLASSIFY in recipes else recipes[0],
+                               tooltip=f"{DEFAULT_CLASSIFY}: the shipped backbone fine-tuned, batch size and "
+                                       "epochs chosen from the data (the default); the others are the papers' "
+                                       "recipes, verbatim")
+        self.epochs = SpinBox(label="epochs", value=0, min=0, max=10_000,
+                              tooltip="0 = chosen from the number of images (recipes with epochs = 'auto')")
         self.pixel_size = FloatSpinBox(label="resample to (µm/px)", value=0.0, min=0.0, max=100.0, step=0.005,
-                                       tooltip="0 = the recipe's pixel size, else the images' own")
+                                       tooltip="0 = the recipe's pixel size when every image is calibrated, "
+                                               "else the images' own")
         self.n_per_class = SpinBox(label="images per class", value=40, min=3, max=1000,
                                    tooltip="generated set only")
         self.out = FileEdit(mode="w", label="save as", filter="*.pt", value="",
                             tooltip="empty: <recipe>-<date>.pt in the models folder")
-        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.device = ComboBox(label="device", choices=devices(), value="auto")
         self.start_button = PushButton(text="Start")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="epochs", value=0, min=0, max=1)
@@ -154,7 +160,8 @@ class TrainWidget(QWidget):
         from hyperspy_mmdl.train.recipes import load_recipe
 
         r = load_recipe(self.recipe.value)
-        self.epochs.value = int(r.get("train", {}).get("epochs", 30))
+        epochs = r.get("train", {}).get("epochs", 30)
+        self.epochs.value = 0 if str(epochs) == "auto" else int(epochs)
 
     def output_path(self) -> Path:
         f = self.out.value
@@ -173,12 +180,12 @@ class TrainWidget(QWidget):
 
         source = SOURCES[self.source.value]
         recipe = load_recipe(self.recipe.value)
-        epochs, device = int(self.epochs.value), self.device.value
+        epochs, device = (int(self.epochs.value) or None), self.device.value
         pixel = float(self.pixel_size.value) or None
         folder, n_per_class, out = self.folder.value, int(self.n_per_class.value), self.output_path()
         self._stop = stop = threading.Event()
         self.history, self.batches, self.result = {}, [], None
-        self.progress.max, self.progress.value = epochs, 0
+        self.progress.max, self.progress.value = epochs or 1, 0
         self._plot()
 
         def work():
@@ -187,13 +194,24 @@ class TrainWidget(QWidget):
 
             def train():
                 try:
+                    import warnings
+
                     from hyperspy_mmdl.train import tasks
 
+                    def note(msg):
+                        q.put(("status", msg))
+
                     q.put(("status", "preparing data..."))
-                    image_set = build_image_set(source, folder, recipe, pixel_size=pixel, n_per_class=n_per_class)
+                    image_set = build_image_set(source, folder, recipe, pixel_size=pixel, n_per_class=n_per_class,
+                                                log=note)
                     q.put(("status", f"training on {len(image_set)} images {image_set.summary()['per_class']}"))
-                    box["result"] = tasks.train_classifier(image_set, recipe, epochs=epochs, device=device,
-                                                           callbacks=[make_relay(q, stop)], progress=False)
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always", tasks.DidNotLearnWarning)
+                        box["result"] = tasks.train_classifier(image_set, recipe, epochs=epochs, device=device,
+                                                               callbacks=[make_relay(q, stop)], progress=False,
+                                                               log=note)
+                    box["not_learned"] = next((str(w.message) for w in caught
+                                               if issubclass(w.category, tasks.DidNotLearnWarning)), None)
                 except BaseException as err:  # noqa: BLE001 - re-raised in the worker below
                     box["error"] = err
                 finally:
@@ -220,7 +238,7 @@ class TrainWidget(QWidget):
 
             path = save_checkpoint(out, res.model, res.card)
             return {"cancelled": False, "path": path, "card": res.card, "metrics": res.metrics,
-                    "epochs_run": res.fit.get("epochs_run")}
+                    "epochs_run": res.fit.get("epochs_run"), "not_learned": box.get("not_learned")}
 
         def errored(err):
             self.status.value = f"failed: {err}"
@@ -231,10 +249,15 @@ class TrainWidget(QWidget):
             if result["cancelled"]:
                 self.status.value = f"cancelled after {result['epochs_run']} epoch(s); nothing saved"
                 show_info("Training cancelled; nothing saved")
+            elif result.get("not_learned"):
+                from napari.utils.notifications import show_warning
+
+                self.status.value = f"DID NOT LEARN; saved {Path(result['path']).name} anyway"
+                show_warning(f"Train: {result['not_learned']} Saved as {result['path']} (its card says so).")
             else:
                 acc = result["metrics"].get("accuracy")
                 self.status.value = (f"saved {Path(result['path']).name}"
-                                     + (f" (test accuracy {acc:.2f})" if acc is not None else ""))
+                                     + (f" (held-out accuracy {acc:.2f})" if acc is not None else ""))
                 show_info(f"Train: wrote {result['path']} (press 'Refresh list' in the model widgets)")
 
         def finished():
@@ -266,6 +289,7 @@ class TrainWidget(QWidget):
             self.status.value = item[1]
         elif kind == "begin":
             self._steps_per_epoch = max(int(item[1].get("steps_per_epoch", 1)), 1)
+            self.progress.max = max(int(item[1].get("epochs", 1)), 1)
         elif kind == "batch":
             self.batches.append((item[1] / self._steps_per_epoch, item[2]))
             if len(self.batches) % max(1, self._steps_per_epoch // 4) == 0:

@@ -1,9 +1,11 @@
-"""Training recipes as data: one TOML preset per paper.
+"""Training recipes as data: one TOML preset per paper, plus napari-mmdl's own.
 
 ``load_recipe("vgg_grain")`` reads ``vgg_grain.toml`` from this folder (or any
 TOML file given by path) and returns a nested dict with the sections
-``data``, ``model_config``, ``optimizer``, ``schedule``, ``loss``, ``train`` and
-``augment``. Overrides use dotted keys, as on the command line::
+``data``, ``model_config``, ``init`` (a pre-trained starting point),
+``optimizer``, ``schedule``, ``loss``, ``train`` and ``augment``.
+:data:`DEFAULT_CLASSIFY` (``finetune``) is the classifier recipe used when none
+is named; the papers' recipes are kept verbatim. Overrides use dotted keys, as on the command line::
 
     load_recipe("psc_fusion", ["train.epochs=5", "optimizer.lr=3e-4"])
 
@@ -21,10 +23,12 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["RECIPE_DIR", "list_recipes", "load_recipe", "apply_overrides", "parse_value"]
+__all__ = ["RECIPE_DIR", "DEFAULT_CLASSIFY", "list_recipes", "load_recipe", "apply_overrides", "parse_value"]
 
 RECIPE_DIR = Path(__file__).resolve().parent
-SECTIONS = ("data", "model_config", "optimizer", "schedule", "loss", "train", "augment")
+#: the recipe of ``mmdl train --task classify`` and of the Train widget when none is named
+DEFAULT_CLASSIFY = "finetune"
+SECTIONS = ("data", "model_config", "init", "optimizer", "schedule", "loss", "train", "augment")
 
 
 def list_recipes() -> list[str]:
