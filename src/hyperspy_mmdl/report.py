@@ -72,7 +72,8 @@ class FrameResult:
 def analyze_image(data, calibration, *, source: str = "image", model=None, device: str = "auto",
                   segment_kwargs: dict | None = None, attention: str | None = "gradcam",
                   truth: list[dict] | None = None, log=None, params: AnalysisParameters | None = None,
-                  unit: str | None = None, rgb: bool | None = None) -> list[FrameResult]:
+                  unit: str | None = None, rgb: bool | None = None, composition=None,
+                  process=None) -> list[FrameResult]:
     """Every frame of an image or stack through :func:`hyperspy_mmdl.pipeline.analyze_frame`.
 
     Parameters
@@ -99,6 +100,8 @@ def analyze_image(data, calibration, *, source: str = "image", model=None, devic
         Length unit of the results (one unit for all files of a report).
     rgb : bool, optional
         Whether ``data`` has a colour axis last (guessed by default).
+    composition, process : dict, optional
+        The device's fields for a ``regress-pce`` model.
     """
     log = log or (lambda _msg: None)
     if params is None:
@@ -112,6 +115,8 @@ def analyze_image(data, calibration, *, source: str = "image", model=None, devic
                                      f"regress-pce checkpoint")
             key = "classify" if pred.card.task == "classify" else "predict_pce"
             models = {key: pred, "attention": attention, "device": device}
+            if composition or process:
+                models.update(composition=dict(composition or {}), process=dict(process or {}))
         params = AnalysisParameters.from_segment_kwargs(segment_kwargs, **models)
     results = []
     for k, (i, frame, cal) in enumerate(iter_frames(data, calibration, rgb=rgb)):
@@ -135,7 +140,8 @@ def predict_frame(r: FrameResult, predictor, *, device: str = "auto", attention:
 
 
 def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=None,
-                  attention: str | None = "gradcam", log=None, unit: str | None = None):
+                  attention: str | None = "gradcam", log=None, unit: str | None = None, composition=None,
+                  process=None):
     """:func:`analyze_image` on each file read by :func:`hyperspy_mmdl.io.load`, in one unit.
 
     A file that cannot be read or analysed is recorded and the others go on.
@@ -172,7 +178,8 @@ def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=Non
         try:
             results += analyze_image(np.asarray(img.data), img.calibration, source=Path(p).name, model=model,
                                      device=device, segment_kwargs=segment_kwargs, attention=attention,
-                                     log=log, unit=unit, rgb=img.rgb)
+                                     log=log, unit=unit, rgb=img.rgb, composition=composition,
+                                     process=process)
         except Exception as err:  # noqa: BLE001
             failures.append((str(p), _reason(err)))
     return results, failures, notes
