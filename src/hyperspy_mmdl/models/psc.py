@@ -292,6 +292,9 @@ class PSCFusionEnsemble(nn.Module):
         if int(n_members) < 1:
             raise ValueError(f"n_members must be >= 1, got {n_members}")
         self.members = nn.ModuleList(PSCFusion(**kwargs) for _ in range(int(n_members)))
+        #: in training, return every member's output ``(B, n_members)`` (each member is fitted by its own
+        #: loss: the members share no weights, so a summed loss trains them as if one by one)
+        self.member_outputs = False
 
     @property
     def mask(self) -> set:
@@ -322,6 +325,8 @@ class PSCFusionEnsemble(nn.Module):
         outs = [m(image, composition, process, numeric=numeric, return_attention=return_attention)
                 for m in self.members]
         if not return_attention:
+            if self.member_outputs and self.training:
+                return torch.stack(outs, 1)
             return torch.stack(outs, 0).mean(0)
         maps = dict(outs[0][1])
         maps["fusion_weights"] = torch.stack([o[1]["fusion_weights"] for o in outs], 0).mean(0)

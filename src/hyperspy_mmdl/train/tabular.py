@@ -443,7 +443,10 @@ class PCEDataset:
         import torch
 
         rows = self.rows[np.asarray(indices, dtype=int)]
-        x = np.stack([np.ascontiguousarray(self._image(int(r)), dtype=np.float32) for r in rows])
+        if self.images is None:  # no images: one placeholder per row (the image branch is masked)
+            x = np.zeros((rows.size, 1, 1, 1), np.float32)
+        else:
+            x = np.stack([np.ascontiguousarray(self._image(int(r)), dtype=np.float32) for r in rows])
         y = (self.table.target[rows].astype(np.float64) - self.mean) / self.std
         return ((torch.from_numpy(x), torch.from_numpy(self.table.composition[rows]),
                  torch.from_numpy(self.table.process[rows]), torch.from_numpy(self.table.numeric[rows])),
