@@ -188,17 +188,24 @@ def model_inputs(card) -> list[str]:
     --------
     >>> from hyperspy_mmdl.checkpoint import ModelCard
     >>> model_inputs(ModelCard("psc_fusion", task="regress-pce", masked_modalities=["image"],
-    ...                        vocabularies={"composition": {"etl": ["TiO2"]}, "process": {}}))
+    ...                        vocabularies={"composition": {"etl": ["TiO2"]}, "process": {"solvent": ["DMF"]}}))
     ['composition', 'process']
     """
     given = (card.extra or {}).get("inputs")
     if given:
         return [str(m) for m in given]
+    from ..tabular import numeric_input_names
+
     off = set(card.masked_modalities)
+    vocab = card.vocabularies or {}
+    grains = grain_feature_columns(vocab)
+    numeric = numeric_input_names(vocab)
+    has = {"composition": bool(vocab.get("composition")) or bool(numeric["composition"]),
+           "process": bool(vocab.get("process")) or any(c not in grains for c in numeric["process"])}
     out = [m for m in ("image",) if m not in off]
-    if uses_grain_features(card) and "process" not in off:
+    if grains and "process" not in off:
         out.append("grain features")
-    return out + [m for m in ("composition", "process") if m not in off]
+    return out + [m for m in ("composition", "process") if m not in off and has[m]]
 
 
 def _frame_count(images, channel_axis):

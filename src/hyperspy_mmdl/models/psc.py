@@ -354,7 +354,10 @@ def _fusion_kwargs(in_chans, composition_dim, process_sizes, numeric_dim, attent
 def psc_fusion(num_classes=1, in_chans=1, composition_dim=36, process_sizes=(3, 12, 14, 8), numeric_dim=0,
                attention="cbam", reduction=4, gate="vector", modalities=MODALITIES, embed_dim=8,
                hidden=(16, 20), dim=32, composition_numeric_dim=0, dropout=0.0):
-    """[PSC] PSC-Fusion PCE regressor; ``forward(image, composition, process, numeric=None, return_attention=False)``."""
+    """[PSC] PSC-Fusion PCE regressor.
+
+    ``forward(image, composition, process, numeric=None, return_attention=False)``.
+    """
     if num_classes != 1:
         raise ValueError(f"psc_fusion predicts one value (PCE); num_classes must be 1, got {num_classes}")
     return PSCFusion(**_fusion_kwargs(in_chans, composition_dim, process_sizes, numeric_dim, attention, reduction,
