@@ -427,8 +427,16 @@ def test_predict_pce_without_image_and_masks():
     x = stack(2, (40, 40))
     masked, _ = inf.predict_pce(x, None, pred, composition=COMP, process=PROC, mask=["image"])
     np.testing.assert_allclose(masked, pce)
+    # a model trained without images that is handed images: what it has, one value per frame, and a note
     trained_without = pce_predictor(masked_modalities=["image"])
-    with pytest.raises(ValueError, match="trained without the image branch"):
+    alone, _ = inf.predict_pce(None, None, trained_without, composition=COMP, process=PROC, notes=[])
+    notes = []
+    per_frame, w_frames = inf.predict_pce(x, None, trained_without, composition=COMP, process=PROC, notes=notes)
+    assert per_frame.shape == (2,) and w_frames.shape == (2, 3)
+    np.testing.assert_allclose(per_frame, alone, rtol=1e-6)
+    assert notes == ["PCE model: trained without SEM images, so the image is not used; "
+                     "inputs: composition, process"]
+    with pytest.warns(UserWarning, match="trained without SEM images"):
         inf.predict_pce(x, None, trained_without, composition=COMP, process=PROC)
     with pytest.raises(WrongTaskError, match=r"is a 'classify' model; predict_pce .*needs a 'regress-pce' model"):
         inf.predict_pce(x, None, inf.Predictor(TinyClassifier(), card(), device="cpu"))

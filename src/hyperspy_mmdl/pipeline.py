@@ -613,14 +613,15 @@ def apply_models(result: FrameAnalysis, params: AnalysisParameters) -> None:
         feats = grain_feature_factors(result)[None] if inference.uses_grain_features(pred.card) else None
         pce, weights = inference.predict_pce(image, cal, pred, composition=dict(params.composition),
                                              process=dict(params.process), grain_features=feats,
-                                             device=params.device)
+                                             device=params.device, notes=result.notes)
         result.prediction = float(np.asarray(pce, dtype=np.float64).reshape(-1)[0])
         result.prediction_unit = pred.card.target_unit or ""
         out["pce"] = result.prediction
         if weights is not None:
             for name, w in zip(inference.MODALITIES, np.asarray(weights, dtype=np.float64).reshape(-1)):
                 out[f"fusion_weight_{name}"] = float(w)
-        attention_pred = attention_pred or pred
+        if "image" not in pred.card.masked_modalities:  # a model that does not see images has no image map
+            attention_pred = attention_pred or pred
     if params.attention and attention_pred is not None:
         from . import explain
 

@@ -73,7 +73,8 @@ class FrameResult:
 def analyze_image(data, calibration, *, source: str = "image", model=None, device: str = "auto",
                   segment_kwargs: dict | None = None, attention: str | None = "gradcam",
                   truth: list[dict] | None = None, log=None, params: AnalysisParameters | None = None,
-                  unit: str | None = None, rgb: bool | None = None, on_frame=None) -> list[FrameResult]:
+                  unit: str | None = None, rgb: bool | None = None, on_frame=None, composition=None,
+                  process=None) -> list[FrameResult]:
     """Every frame of an image or stack through :func:`hyperspy_mmdl.pipeline.analyze_frame`.
 
     Parameters
@@ -102,6 +103,8 @@ def analyze_image(data, calibration, *, source: str = "image", model=None, devic
         Whether ``data`` has a colour axis last (guessed by default).
     on_frame : callable, optional
         ``on_frame(result, seconds)`` after each frame (progress display).
+    composition, process : dict, optional
+        The device's fields for a ``regress-pce`` model.
     """
     log = log or (lambda _msg: None)
     if params is None:
@@ -115,6 +118,8 @@ def analyze_image(data, calibration, *, source: str = "image", model=None, devic
                                      f"regress-pce checkpoint")
             key = "classify" if pred.card.task == "classify" else "predict_pce"
             models = {key: pred, "attention": attention, "device": device}
+            if composition or process:
+                models.update(composition=dict(composition or {}), process=dict(process or {}))
         params = AnalysisParameters.from_segment_kwargs(segment_kwargs, **models)
     results = []
     for k, (i, frame, cal) in enumerate(iter_frames(data, calibration, rgb=rgb)):
@@ -142,7 +147,8 @@ def predict_frame(r: FrameResult, predictor, *, device: str = "auto", attention:
 
 
 def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=None,
-                  attention: str | None = "gradcam", log=None, unit: str | None = None, progress=None):
+                  attention: str | None = "gradcam", log=None, unit: str | None = None, progress=None,
+                  composition=None, process=None):
     """:func:`analyze_image` on each file read by :func:`hyperspy_mmdl.io.load`, in one unit.
 
     A file that cannot be read or analysed is recorded and the others go on.
@@ -193,7 +199,8 @@ def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=Non
                 warnings.simplefilter("always")
                 results += analyze_image(np.asarray(img.data), img.calibration, source=Path(p).name, model=model,
                                          device=device, segment_kwargs=segment_kwargs, attention=attention,
-                                         log=log, unit=unit, rgb=img.rgb, on_frame=frame_done(j))
+                                         log=log, unit=unit, rgb=img.rgb, on_frame=frame_done(j),
+                                         composition=composition, process=process)
             notes += [(str(p), str(w.message)) for w in caught if issubclass(w.category, UserWarning)]
         except Exception as err:  # noqa: BLE001
             failures.append((str(p), _reason(err)))

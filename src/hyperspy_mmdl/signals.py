@@ -88,27 +88,29 @@ class Microstructure(Signal2D):
         return out
 
     def predict_pce(self, model, composition=None, process=None, device="auto", use_image=True,
-                    grain_features=False, batch_size=None, overlap=0.25, show_progressbar=None,
+                    grain_features=None, batch_size=None, overlap=0.25, show_progressbar=None,
                     lazy_output=None):
         """Power conversion efficiency (%) of the solar cell of every frame with PSC-Fusion.
 
         Parameters
         ----------
         model : str, Path or Predictor
-            A PSC-Fusion checkpoint (task ``"regress-pce"``).
+            A PSC-Fusion checkpoint (task ``"regress-pce"``) or a shipped model's
+            name (:func:`hyperspy_mmdl.models.list_pretrained`).
         composition, process : dict or pandas.Series
             The device's composition and process fields, by field name or by
             the training table's column names; a single table row can be
-            given as either. Unknown categories raise a ``ValueError`` listing
-            the valid ones (the card's vocabularies).
+            given as either (its categories the model does not know count as
+            unknown, as in training). Unknown categories of a dict of field
+            names raise a ``ValueError`` listing the valid ones.
         device : str
             ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"``.
         use_image : bool
-            Use the image branch (default). ``False`` masks it.
-        grain_features : bool
-            Also analyse the grains of every frame (:func:`hyperspy_mmdl.pipeline.analyze_frame`,
-            as every route does) and pass the SPEC §3.1.7 feature factors to a
-            model that was trained with them.
+            Use the image (default). ``False`` masks the image branch.
+        grain_features : bool or None
+            Analyse the grains of every frame (:func:`hyperspy_mmdl.pipeline.analyze_frame`,
+            as every route does) and pass the SPEC §3.1.7 feature factors to the
+            model. ``None`` (default): when the model takes grain features.
         batch_size, overlap, show_progressbar, lazy_output
             As in :meth:`classify`.
 
@@ -116,16 +118,32 @@ class Microstructure(Signal2D):
         -------
         BaseSignal
             One PCE value per frame (navigation axes carried over);
-            ``metadata.Signal.quantity`` is ``"PCE (%)"`` and
+            ``metadata.Signal.quantity`` is ``"PCE (%)"``,
             ``metadata.Fusion.weights`` is a signal ``(navigation | 3)`` of the
-            mean fusion weight of each modality (``metadata.Fusion.modalities``).
+            mean fusion weight of each modality (``metadata.Fusion.modalities``)
+            and ``metadata.Fusion.notes`` says what the model did with the
+            inputs (an image a model trained without images leaves out, a
+            value it filled in ...); each note is also a ``UserWarning``.
+
+        Examples
+        --------
+        >>> row = devices.iloc[12]                                   # doctest: +SKIP
+        >>> s.predict_pce("perovskite-pce-ensemble", composition=row, process=row).data  # doctest: +SKIP
         """
+        import warnings
+
         from . import inference
         from ._frames import apply_to_frames, make_signal, navigation_axes_dicts
 
         pred = inference.get_predictor(model, device=device)
-        inference.encode_tabular(pred.card, composition, process)  # validate before any work
+        if grain_features is None:
+            grain_features = bool(use_image) and inference.uses_grain_features(pred.card)
         cal = self.calibration.image
+        # validates the fields before any work, and says what the model will do with the inputs
+        notes = inference.pce_notes(pred, composition, process, image=bool(use_image),
+                                    grain_features=bool(grain_features), calibration=cal)
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
 
         full_cal = self.calibration
 
@@ -140,8 +158,9 @@ class Microstructure(Signal2D):
             pce, weights = inference.predict_pce(
                 grey if use_image else None, cal, pred, composition=composition, process=process,
                 n_frames=len(frames), grain_features=feats, batch_size=batch_size,
-                overlap=overlap, show_progressbar=show)
-            return np.concatenate([np.asarray(pce)[:, None], np.asarray(weights)], axis=1)
+                overlap=overlap, show_progressbar=show, notes=[])
+            return np.concatenate([np.asarray(pce).reshape(-1, 1), np.asarray(weights).reshape(len(frames), -1)],
+                                  axis=1)
 
         data = apply_to_frames(self, fn, (1 + len(inference.MODALITIES),),
                                show_progressbar=show_progressbar, lazy_output=lazy_output,
@@ -157,6 +176,8 @@ class Microstructure(Signal2D):
         out.metadata.set_item("Fusion.modalities", list(inference.MODALITIES))
         out.metadata.set_item("Fusion.composition", _plain(composition))
         out.metadata.set_item("Fusion.process", _plain(process))
+        out.metadata.set_item("Fusion.inputs", inference.model_inputs(pred.card))
+        out.metadata.set_item("Fusion.notes", list(notes))
         out.metadata.set_item("Model", _model_metadata(pred))
         return out
 

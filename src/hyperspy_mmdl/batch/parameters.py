@@ -71,9 +71,12 @@ class BatchParameters:
         for name in ("classify", "predict_pce"):
             value = getattr(self, name)
             if value is not None:
-                path = Path(value)
-                if not path.is_file():
-                    raise FileNotFoundError(f"{name}: checkpoint {str(path)!r} does not exist")
+                from ..models.pretrained import resolve  # a shipped model's name works too
+
+                try:
+                    path = resolve(value)
+                except FileNotFoundError:
+                    raise FileNotFoundError(f"{name}: checkpoint {str(value)!r} does not exist") from None
                 object.__setattr__(self, name, str(path.resolve()))
         if (self.composition or self.process) and self.predict_pce is None:
             raise ValueError("composition/process are only used with predict_pce (a PCE checkpoint)")

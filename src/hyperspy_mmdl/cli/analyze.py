@@ -10,6 +10,9 @@ Examples::
 
     mmdl analyze film.dm4 --out film-report
     mmdl analyze sem/*.tif --model ~/.local/share/napari-mmdl/models/grain.pt --out report
+    mmdl analyze film.tif --model pce.pt --composition "etl=TiO2-c | TiO2-mp;perovskite_type=MAPbI" \
+        --process "antisolvent=Chlorobenzene" --out report
+    mmdl analyze film.tif --model perovskite-pce-ensemble --composition devices.csv:12 --out report
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("analyze", help="grains (and a model's classes and attention) of your files, "
                               "as a report folder", description=__doc__.split("\n\n")[1])
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="micrographs (dm3, dm4, tif, hspy, ...)")
-    p.add_argument("--model", default=None, help="classify or regress-pce checkpoint (optional)")
+    p.add_argument("--model", default=None, help="classify or regress-pce checkpoint, or a shipped model's name "
+                   "(optional)")
+    p.add_argument("--composition", default=None, metavar="K=V;... | TABLE.csv[:ROW]",
+                   help="with a regress-pce model: the device's composition fields, or a row of a device table")
+    p.add_argument("--process", default=None, metavar="K=V;... | TABLE.csv[:ROW]",
+                   help="with a regress-pce model: the device's process fields, or a row of a device table")
     p.add_argument("--out", type=Path, default=Path("mmdl-report"), help="report folder (default: mmdl-report)")
     p.add_argument("--method", default="auto", choices=["auto", "boundary", "threshold"],
                    help="segmentation method (default: auto)")
@@ -43,6 +51,10 @@ def run(args) -> int:
     from hyperspy_mmdl import report
     from hyperspy_mmdl.pipeline import count_notes
 
+    composition = device_fields(args.composition, "--composition")
+    process = device_fields(args.process, "--process")
+    if (composition or process) and not args.model:
+        raise ValueError("--composition/--process need --model (a regress-pce checkpoint)")
     kw = {"method": args.method, "exclude_border": bool(args.exclude_border)}
     if args.method != "threshold":
         kw["lines"] = args.lines
@@ -53,7 +65,10 @@ def run(args) -> int:
     results, failures, notes = report.analyze_files(
         args.files, model=args.model, device=args.device, segment_kwargs=kw,
         attention=None if args.attention == "none" else args.attention, log=print, unit=args.unit,
+        composition=composition, process=process,
         progress=lambda line: print(line, file=sys.stderr, flush=True))
+    # what the PCE model did with the inputs (an image it does not use, a value it filled in ...)
+    notes = list(notes) + [(r.source, n) for r in results for n in r.analysis.notes if n.startswith("PCE model:")]
     text = [f"{len(args.files)} file(s), {len(results)} frame(s); segmentation {kw}."]
     if args.model:
         text.append(f"Model: {args.model}.")
@@ -73,3 +88,45 @@ def run(args) -> int:
         print(f"mmdl analyze: {len(failures)} of {len(args.files)} file(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def device_fields(text: str | None, what: str) -> dict:
+    """A device's fields from ``KEY=VALUE;KEY=VALUE`` or a row of a device table, ``TABLE.csv[:ROW]``.
+
+    ``ROW`` is the 0-based data row (default 0); every column of the row is
+    passed (the model takes the ones it knows). Pairs are separated by ``,``
+    or ``;``; a value may hold either (``a_ions=Cs; FA; MA``).
+
+    Examples
+    --------
+    >>> device_fields("etl=TiO2-c | TiO2-mp;a_ions=Cs; FA,Perovskite_band_gap=1.6", "--composition")
+    {'etl': 'TiO2-c | TiO2-mp', 'a_ions': 'Cs; FA', 'Perovskite_band_gap': 1.6}
+    """
+    from hyperspy_mmdl.cli.batch import _value
+
+    if not text:
+        return {}
+    path, _, row = text.rpartition(":") if not Path(text).is_file() else (text, "", "")
+    if path and Path(path).is_file() and (not row or row.isdigit()):
+        from hyperspy_mmdl.tabular import read_table
+
+        frame = read_table(path)
+        i = int(row or 0)
+        if not 0 <= i < len(frame):
+            raise ValueError(f"{what}: {path} has {len(frame)} rows, no row {i}")
+        cells = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in frame.iloc[i].items()}
+        return {k: v for k, v in cells.items() if not (isinstance(v, float) and v != v)}
+    if Path(text).is_file():
+        return device_fields(text + ":0", what)
+    import re
+
+    out: dict = {}
+    # a pair ends at the ',' or ';' before the next KEY= (values may hold ';' mixtures or a comma)
+    for part in re.split(r"[;,]\s*(?=[\w .\-/()\[\]]+=)", text):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise ValueError(f"{what}: expected KEY=VALUE pairs (or TABLE.csv[:ROW]), got {part!r}")
+        k, v = part.split("=", 1)
+        out[k.strip()] = _value(v.strip())
+    return out

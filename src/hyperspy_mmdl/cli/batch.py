@@ -92,9 +92,12 @@ def register(subparsers) -> None:
                         "(e.g. -p split=true,min_area=0.01)")
     p.add_argument("--convention", default="imagej", help="measurement convention (default: imagej)")
     p.add_argument("--classify", metavar="CKPT", help="classification checkpoint")
-    p.add_argument("--predict-pce", metavar="CKPT", help="PCE (PSC-Fusion) checkpoint")
-    p.add_argument("--composition", metavar="K=V,...", help="composition fields for --predict-pce")
-    p.add_argument("--process", metavar="K=V,...", help="process fields for --predict-pce")
+    p.add_argument("--predict-pce", metavar="CKPT", help="PCE (PSC-Fusion) checkpoint or shipped model name")
+    p.add_argument("--composition", metavar="K=V,... | TABLE.csv[:ROW]",
+                   help="composition fields for --predict-pce (';' between pairs when a value has a comma), "
+                        "or a row of a device table")
+    p.add_argument("--process", metavar="K=V,... | TABLE.csv[:ROW]",
+                   help="process fields for --predict-pce, or a row of a device table")
     p.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda, mps)")
     pre = p.add_argument_group("preprocessing (before segmentation; data bar, then denoise, then normalise)")
     pre.add_argument("--keep-data-bar", action="store_true",
@@ -128,8 +131,10 @@ def run(args) -> int:
     segment_params: dict = {}
     for text in args.param:
         segment_params.update(parse_pairs(text, "--param"))
-    composition = parse_pairs(args.composition, "--composition")
-    process = parse_pairs(args.process, "--process")
+    from hyperspy_mmdl.cli.analyze import device_fields
+
+    composition = device_fields(args.composition, "--composition")
+    process = device_fields(args.process, "--process")
     if (composition or process) and not args.predict_pce:
         raise ValueError("--composition/--process need --predict-pce CKPT")
     preprocess: dict = {}

@@ -5,7 +5,10 @@ Examples::
     mmdl train --task classify --data micrographs/          # recipe `finetune`, saved in the models folder
     mmdl train --task classify --data micrographs/ --model vgg_grain --epochs 30 --out grain.pt
     mmdl train --task classify --data sem/ --grain-size-classes --pixel-size 0.025 --out grain.pt
-    mmdl train --task regress-pce --data devices.csv --model psc_fusion --mask image --out pce.pt
+    mmdl train --task regress-pce --data devices.csv --model psc_fusion --out pce.pt
+    mmdl train --task regress-pce --data devices.csv --recipe psc_fusion_ensemble --fields extended --out pce.pt
+    mmdl train --task regress-pce --data "Final Dataset.csv" --target PCE --out pce-grains.pt
+    mmdl train --task regress-pce --data films.csv --image-column sem --pixel-size 0.02 --out pce-sem.pt
     mmdl train --task segment --data tbm/ --split-file tbm/upstream_split.csv --split-value TrainDataset \
         --out unet.pt
 """
@@ -44,6 +47,19 @@ def register(subparsers) -> None:
     p.add_argument("--mask", action="append", default=[], choices=["image", "composition", "process"],
                    help="regress-pce: disable a modality (repeatable)")
     p.add_argument("--target", default="JV_default_PCE", help="regress-pce: target column")
+    pce = p.add_argument_group("regress-pce: the device table (rows may name SEM image files)")
+    pce.add_argument("--fields", default="spec", choices=["spec", "extended"],
+                     help="device fields: SPEC Table S1 (default) or more of the Perovskite Database's")
+    pce.add_argument("--image-column", default=None,
+                     help="column of SEM image files (default: a column whose cells all name images; "
+                          "'none' for none); the image branch is trained when rows have images")
+    pce.add_argument("--numeric", action="append", default=None, metavar="COLUMN",
+                     help="numeric process column (repeatable)")
+    pce.add_argument("--composition-numeric", action="append", default=None, metavar="COLUMN",
+                     help="numeric composition column, e.g. a band gap (repeatable)")
+    pce.add_argument("--grain-feature", action="append", default=None, metavar="COLUMN=FACTOR[:UNIT]",
+                     help="column holding a grain feature factor measured on SEM images, e.g. "
+                          "'Gr. Size=mean_ecd:nm' (default: found by name; 'none' for none)")
     p.add_argument("--split-file", default=None, help="segment: CSV of file name and split")
     p.add_argument("--split-value", default=None, help="segment: rows of the split file to train on")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
@@ -99,11 +115,11 @@ def run(args) -> int:
             P.confusion_matrix_plot(res.metrics["confusion_matrix"], Path(args.plots) / "confusion_matrix.png",
                                     res.card.class_names)
     elif args.task == "regress-pce":
-        from hyperspy_mmdl.train.tabular import read_pce_table
-
-        table = read_pce_table(data, target=args.target)
-        mask = args.mask or ["image"]  # image columns are not read by the CLI yet
-        res = tasks.train_pce(table, recipe, mask=mask, model_name=args.model, **common)
+        table = _pce_table(args, data)
+        res = tasks.train_pce(table, recipe, mask=args.mask or None, model_name=args.model,
+                              pixel_size=args.pixel_size, unit=args.unit, **common)
+        print(f"inputs: {', '.join(res.card.extra.get('inputs', []))}"
+              + (f" (masked: {', '.join(res.card.masked_modalities)})" if res.card.masked_modalities else ""))
         if args.plots and res.metrics:
             pr = res.splits["predictions"]
             P.parity_plot(table.target[res.splits["test"]], pr["test"], Path(args.plots) / "parity.png",
@@ -143,3 +159,24 @@ def default_out(recipe: dict) -> Path:
     from hyperspy_mmdl.models.pretrained import models_folder
 
     return models_folder() / f"{recipe.get('name', 'model')}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+
+
+def _pce_table(args, data):
+    """The encoded device table of ``mmdl train --task regress-pce``."""
+    from hyperspy_mmdl.train.tabular import read_pce_table
+
+    grains = None
+    if args.grain_feature == ["none"]:
+        grains = False
+    elif args.grain_feature:
+        grains = {}
+        for text in args.grain_feature:
+            col, _, spec = text.rpartition("=")
+            if not col:
+                raise ValueError(f"--grain-feature {text!r}: expected COLUMN=FACTOR[:UNIT]")
+            factor, _, unit = spec.partition(":")
+            grains[col] = {"factor": factor, **({"unit": unit} if unit else {})}
+    image_column = "" if (args.image_column or "").lower() == "none" else args.image_column
+    return read_pce_table(data, target=args.target, fields=args.fields, numeric=args.numeric,
+                          composition_numeric=args.composition_numeric, grain_features=grains,
+                          image_column=image_column)

@@ -51,6 +51,8 @@ from .pce import (
     fusion_weights,
     uses_grain_features,
     iter_predict_pce,
+    model_inputs,
+    pce_notes,
     predict_pce,
     tabular_fields,
 )
@@ -87,6 +89,8 @@ __all__ = [
     "tabular_fields",
     "fusion_weights",
     "uses_grain_features",
+    "model_inputs",
+    "pce_notes",
     "MODALITIES",
     "run_steps",
     "default_batch",

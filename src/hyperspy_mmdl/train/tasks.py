@@ -638,9 +638,12 @@ def train_segmenter(images, masks, recipe: dict, *, val_images=None, val_masks=N
 
 # --------------------------------------------------------------------------- PCE (PSC-Fusion)
 def _pce_config(table, config: dict) -> dict:
-    """PSC-Fusion sizes from the encoded table (composition width, process vocabulary sizes)."""
+    """PSC-Fusion sizes from the encoded table (composition width, process vocabulary sizes, numeric inputs)."""
+    n_comp = len(getattr(table, "composition_numeric", []) or [])
+    n_proc = len(table.numeric_columns) - n_comp
     return {"composition_dim": table.composition_dim, "process_sizes": table.process_sizes,
-            **({"numeric_dim": len(table.numeric_columns)} if table.numeric_columns else {}), **config}
+            **({"numeric_dim": n_proc} if n_proc else {}),
+            **({"composition_numeric_dim": n_comp} if n_comp else {}), **config}
 
 
 def _masked_modalities(mask) -> list[str]:
@@ -667,7 +670,7 @@ def _apply_mask(model, masked):
 def train_pce(table, recipe: dict, *, rows_train=None, rows_val=None, rows_test=None, images=None,
               mask=None, epochs: int | None = None, batch_size: int | None = None, device="cpu", out=None,
               callbacks=(), progress=True, resume=False, model_name: str | None = None,
-              model_config=None) -> TrainResult:
+              model_config=None, pixel_size: float | None = None, unit: str = "µm") -> TrainResult:
     """Train PSC-Fusion on a :class:`~hyperspy_mmdl.train.tabular.PCETable`.
 
     Parameters
@@ -676,11 +679,32 @@ def train_pce(table, recipe: dict, *, rows_train=None, rows_val=None, rows_test=
     recipe : dict
     rows_train, rows_val, rows_test : array_like, optional
         Row indices; default a ``1 − test_fraction`` / ``test_fraction`` split
-        with the recipe's seed (validation optional).
-    images : list of ndarray (1, H, W), optional
-        Normalised SEM image per row; required unless ``"image"`` is masked.
+        with the recipe's seed. Without ``rows_val``, a recipe
+        ``data.val_fraction`` > 0 holds that fraction of the training rows out
+        for early stopping (a different part for each ensemble member).
+    images : list of ndarray (C, H, W) or None, optional
+        Normalised SEM image per row (``None`` for rows without one). By
+        default the images the table's rows name are read
+        (:func:`~hyperspy_mmdl.train.tabular.load_table_images`, at
+        ``pixel_size`` or the recipe's ``data.pixel_size``). The image branch is
+        trained when there are images, and masked otherwise.
     mask : str or list of str, optional
-        Modalities to disable (``"image"`` for tables without images).
+        Modalities to disable as well.
+    pixel_size, unit : float, str, optional
+        Resample the table's images to this pixel size (default: the recipe's
+        ``data.pixel_size`` in µm, else the images' own).
+
+    Returns
+    -------
+    TrainResult
+        The card names the inputs the model uses (``card.extra["inputs"]``:
+        ``image``, ``grain features``, ``composition``, ``process``) and the
+        masked modalities.
+
+    Examples
+    --------
+    >>> table = read_pce_table("devices.csv", fields="extended")            # doctest: +SKIP
+    >>> res = train_pce(table, load_recipe("psc_fusion_ensemble"), out="pce.pt")  # doctest: +SKIP
     """
     import torch
 
@@ -689,62 +713,132 @@ def train_pce(table, recipe: dict, *, rows_train=None, rows_val=None, rows_test=
     from .loop import fit, predict
     from .losses import build_loss
     from .metrics import regression_metrics
-    from .tabular import PCEDataset
+    from .tabular import PCEDataset, load_table_images
     from .transforms import Augment
 
     data = recipe.get("data", {})
     seed = int(data.get("seed", SEED))
+    in_chans = int(data.get("in_chans", 1))
     masked = _masked_modalities(mask)
+    pixel = (None, "px")
+    if images is None and getattr(table, "has_images", False) and "image" not in masked:
+        if pixel_size is None and data.get("pixel_size"):
+            pixel_size, unit = float(data["pixel_size"]), str(data.get("pixel_unit", "µm"))
+        images, pixel = load_table_images(table, in_chans=in_chans, pixel_size=pixel_size, unit=unit,
+                                          normalization=data.get("normalization", "minmax"),
+                                          mask_data_bar=bool(data.get("mask_data_bar", True)))
+    elif images is not None and pixel_size is not None:
+        pixel = (float(pixel_size), unit)
+    if images is not None and all(im is None for im in images):
+        images = None
     if images is None and "image" not in masked:
-        raise ValueError("no SEM images given: pass images=... or mask='image'")
+        masked.append("image")  # no SEM image in the table: the image branch is off
     if rows_train is None:
         rows_train, rows_val, rows_test = train_val_test_split(
-            len(table), float(data.get("val_fraction", 0.0)), float(data.get("test_fraction", 0.2)),
-            stratify=False, seed=seed)
+            len(table), float(data.get("val_fraction", 0.0)) if rows_val is None else 0.0,
+            float(data.get("test_fraction", 0.2)), stratify=False, seed=seed)
+        inner_val = False
+    else:
+        inner_val = rows_val is None and float(data.get("val_fraction", 0.0)) > 0
+    rows_train = np.asarray(rows_train, dtype=int)
     rows_val = np.asarray([] if rows_val is None else rows_val, dtype=int)
     rows_test = np.asarray([] if rows_test is None else rows_test, dtype=int)
     size = int(data.get("input_size", 224))
-    y_tr = table.target[rows_train]
-    mean, std = (float(y_tr.mean()), float(y_tr.std() or 1.0)) if data.get("standardize_target", True) else (0.0, 1.0)
-    torch.manual_seed(seed)
-    aug = Augment(size, **recipe.get("augment", {})) if images is not None else None
-    ds = lambda rows, a=None: PCEDataset(table, rows, images=images, size=size, target_mean=mean,  # noqa: E731
-                                         target_std=std, augment=a, seed=seed)
-    train_ds = ds(rows_train, aug)
-    val_ds = ds(rows_val) if rows_val.size else None
     name = model_name or recipe.get("model", "psc_fusion")
     config = _pce_config(table, {**recipe.get("model_config", {}), **(model_config or {})})
-    model = build_model(name, num_classes=1, in_chans=int(data.get("in_chans", 1)), config=config)
-    _apply_mask(model, masked)
+    ensemble = name == "psc_fusion_ensemble"
+    n_members = int(config.setdefault("n_members", 5)) if ensemble else 1
+    member_config = {k: v for k, v in config.items() if k != "n_members"}
+    model = build_model(name, num_classes=1, in_chans=in_chans, config=config) if ensemble else None
     fit_kw = _fit_kwargs(recipe, epochs, batch_size)
-    steps = math.ceil(len(rows_train) / fit_kw["batch_size"])
-    opt, sched = _optim(model, recipe, fit_kw["epochs"], steps)
     loss_fn = _Flat(build_loss(recipe.get("loss", {"name": "mse"})))
-    state = Path(str(out) + ".state.pt") if out else None
-    res = fit(model, train_ds, val_data=val_ds, loss_fn=loss_fn, optimizer=opt, scheduler=sched,
-              task="regress-pce", device=device, callbacks=callbacks, progress=progress, state_path=state,
-              resume=resume, seed=seed, **fit_kw)
+    aug = Augment(size, **recipe.get("augment", {})) if images is not None else None
+    histories, fits = [], []
+    target_mean = target_std = None
+    # without an inner validation part per member, the members are fitted together (one pass over the
+    # data per epoch, each member against its own loss): the same training, several times faster
+    joint = ensemble and not inner_val
+    for k in range(1 if joint else n_members):
+        mseed = seed + k
+        torch.manual_seed(mseed)
+        if joint:
+            member = build_model(name, num_classes=1, in_chans=in_chans, config=config)
+            model = member
+            member.member_outputs = True
+        else:
+            member = build_model("psc_fusion" if ensemble else name, num_classes=1, in_chans=in_chans,
+                                 config=member_config if ensemble else config)
+        if model is None:
+            model = member
+        tr, va = rows_train, rows_val
+        if inner_val:  # each member holds out its own part of the training rows for early stopping
+            perm = np.random.default_rng([seed, k]).permutation(rows_train)
+            nv = max(1, int(round(float(data["val_fraction"]) * len(perm))))
+            tr, va = np.sort(perm[nv:]), np.sort(perm[:nv])
+        if target_mean is None:  # one target scale for the whole ensemble (the card's): all training rows
+            y_tr = table.target[rows_train]
+            target_mean, target_std = ((float(y_tr.mean()), float(y_tr.std() or 1.0))
+                                       if data.get("standardize_target", True) else (0.0, 1.0))
+        mean, std = target_mean, target_std
+        if hasattr(member, "set_numeric_scaling") and table.numeric.shape[1]:
+            num = table.numeric[rows_train].astype(np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a column without values: mean 0, SD 1
+                member.set_numeric_scaling(np.nanmean(num, 0), np.nanstd(num, 0))
+        _apply_mask(member, masked)
+        ds = lambda rows, a=None: PCEDataset(table, rows, images=images, size=size,  # noqa: E731
+                                             target_mean=mean, target_std=std, augment=a, seed=mseed)
+        kw = dict(fit_kw, batch_size=min(fit_kw["batch_size"], len(tr)))
+        steps = math.ceil(len(tr) / kw["batch_size"])
+        opt, sched = _optim(member, recipe, kw["epochs"], steps)
+        state = Path(f"{out}.state{'' if joint or n_members == 1 else f'-{k}'}.pt") if out else None
+        res = fit(member, ds(tr, aug), val_data=ds(va) if va.size else None, loss_fn=loss_fn, optimizer=opt,
+                  scheduler=sched, task="regress-pce", device=device, callbacks=callbacks, progress=progress,
+                  state_path=state, resume=resume, seed=mseed, **kw)
+        if joint:
+            member.member_outputs = False
+        elif ensemble:
+            model.members[k].load_state_dict(member.state_dict())
+        histories.append(res.history)
+        fits.append(res.to_dict())
+        if res.stopped == "callback":
+            break
+    _apply_mask(model, masked)
+    mean, std = target_mean, target_std
     metrics, preds = {}, {}
-    for part, rows in (("test", rows_test), ("train", np.asarray(rows_train))):
+    for part, rows in (("test", rows_test), ("train", rows_train)):
         if rows.size:
-            out_, _ = predict(model, ds(rows), batch_size=256, device=device)
+            out_, _ = predict(model, PCEDataset(table, rows, images=images, size=size, target_mean=mean,
+                                                target_std=std), batch_size=256, device=device)
             preds[part] = out_.reshape(-1) * std + mean
             if part == "test":
                 metrics = regression_metrics(table.target[rows], preds[part])
+    off = set(masked) | set(getattr(model, "absent", ()))
+    given = table.inputs() if hasattr(table, "inputs") else ["composition", "process"]
+    # the grain features enter with the process values (g3): used while that branch is on
+    inputs = [m for m in given if (m == "grain features" and "process" not in off) or m not in off | {"grain features"}]
+    if images is None:
+        inputs = [m for m in inputs if m != "image"]
     card = ModelCard(
-        architecture=name, config={"num_classes": 1, "in_chans": int(data.get("in_chans", 1)), **config},
-        task="regress-pce", input_size=[int(data.get("in_chans", 1)), size, size],
-        normalization=data.get("normalization", "minmax"), target_name=table.target_name,
+        architecture=name, config={"num_classes": 1, "in_chans": in_chans, **config},
+        task="regress-pce", input_size=[in_chans, size, size],
+        normalization=data.get("normalization", "minmax"), pixel_size=pixel[0],
+        pixel_unit=pixel[1] if pixel[0] is not None else "px", target_name=table.target_name,
         target_unit=table.target_unit, vocabularies=table.vocabularies,
         training_data={**table.summary(), "n_train": int(len(rows_train)), "n_val": int(rows_val.size),
-                       "n_test": int(rows_test.size), "seed": seed, "masked_modalities": masked},
+                       "n_test": int(rows_test.size), "seed": seed, "masked_modalities": sorted(masked),
+                       "members": n_members, "inner_validation": bool(inner_val)},
         metrics=_scalar_metrics(metrics), recipe=_recipe_record(recipe, fit_kw),
-        target_mean=mean, target_std=std, masked_modalities=masked,
+        target_mean=mean, target_std=std, masked_modalities=sorted(set(masked)),
+        extra={"inputs": inputs},
     )
     path = save_checkpoint(out, model, card) if out else None
-    return TrainResult(model, card, metrics, res.history,
-                       {"train": np.asarray(rows_train), "val": rows_val, "test": rows_test,
-                        "predictions": preds}, path, res.to_dict())
+    history = histories[0] if len(histories) == 1 else {"members": histories, **histories[-1]}
+    fit_info = fits[0] if len(fits) == 1 else {**fits[-1], "members": fits,
+                                                 "epochs_run": int(sum(f["epochs_run"] for f in fits))}
+    return TrainResult(model, card, metrics, history,
+                       {"train": rows_train, "val": rows_val, "test": rows_test, "predictions": preds},
+                       path, fit_info)
 
 
 class _Flat:
@@ -756,6 +850,8 @@ class _Flat:
     def __call__(self, out, target):
         if isinstance(out, tuple):
             out = out[0]
+        if out.ndim == 2 and out.shape[1] > 1:  # an ensemble's members, each against the target
+            return self.loss(out.float(), target.reshape(-1, 1).float().expand_as(out))
         return self.loss(out.reshape(-1).float(), target.reshape(-1).float())
 
 
@@ -832,12 +928,14 @@ def evaluate_segmentation(model, images, masks, *, threshold: float = 0.5, toler
 
 
 def evaluate_checkpoint(checkpoint, data, *, device="cpu", plots=None, split_file=None, split_value=None,
-                        masks_dir=None) -> dict:
+                        masks_dir=None, target: str | None = None) -> dict:
     """Score a checkpoint on new data, by its task.
 
     * ``classify``: ``data`` is a folder per class (the card's class names);
       returns :func:`~hyperspy_mmdl.train.metrics.classification_metrics`.
-    * ``regress-pce``: ``data`` is a CSV encoded with the card's vocabularies;
+    * ``regress-pce``: ``data`` is a CSV encoded with the card's vocabularies
+      (``target``: the measured column, default the card's ``target_name``;
+      rows that name SEM images give them to a model that uses images);
       returns MAE, RMSE, R2, R.
     * ``segment``: ``data`` holds ``images/`` and ``masks/`` (or give
       ``masks_dir``); ``split_file`` (CSV with a file column and a split column)
@@ -873,16 +971,28 @@ def evaluate_checkpoint(checkpoint, data, *, device="cpu", plots=None, split_fil
             P.confusion_matrix_plot(m["confusion_matrix"], Path(plots) / "confusion_matrix.png", card.class_names)
             P.roc_pr_plot(y, probs, Path(plots) / "roc_pr.png", card.class_names)
     elif card.task == "regress-pce":
-        from .tabular import PCEDataset, read_pce_table
+        from .tabular import PCEDataset, load_table_images, read_pce_table
 
-        table = read_pce_table(data, target=card.target_name or "JV_default_PCE", vocabulary=card.vocabularies)
+        target = target or card.target_name or "JV_default_PCE"
+        table = read_pce_table(data, target=target, vocabulary=card.vocabularies,
+                               image_column=None if "image" not in card.masked_modalities else "")
         _apply_mask(model, card.masked_modalities)
-        out, _ = predict(model, PCEDataset(table, np.arange(len(table)), images=None, size=size), device=device,
+        images = None
+        if table.has_images and "image" not in card.masked_modalities:
+            # as training read them: data bar cropped, resampled to the card's pixel size, normalised
+            images, _ = load_table_images(table, in_chans=card.in_chans or 1, pixel_size=card.pixel_size,
+                                          unit=card.pixel_unit, normalization=card.normalization)
+        if images is None and "image" not in card.masked_modalities:
+            _apply_mask(model, sorted(set(card.masked_modalities) | {"image"}))
+            result["note"] = "no SEM images in the table: scored with the image branch off"
+        out, _ = predict(model, PCEDataset(table, np.arange(len(table)), images=images, size=size), device=device,
                          batch_size=256)
+        _apply_mask(model, card.masked_modalities)
         pce = out.reshape(-1) * card.target_std + card.target_mean
+        result["target"] = target
         result.update(regression_metrics(table.target, pce))
         if plots:
-            P.parity_plot(table.target, pce, Path(plots) / "parity.png", label=card.target_name or "PCE",
+            P.parity_plot(table.target, pce, Path(plots) / "parity.png", label=target,
                           unit=card.target_unit or "%")
     elif card.task == "segment":
         from .datasets import read_segmentation_pairs

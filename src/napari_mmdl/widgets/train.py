@@ -7,7 +7,11 @@ Data sources:
   small / medium / large from its own measured mean grain ECD
   (``grain_size_labels``, no hand labels);
 * **generated** — synthetic micrographs of the three grain-size classes
-  (``synthetic_grain_size_set``), to try the widget without data.
+  (``synthetic_grain_size_set``), to try the widget without data;
+* **PCE device table** — a CSV of devices (composition, process, PCE) whose
+  rows may name SEM image files; a PCE model (PSC-Fusion) is trained with
+  :func:`hyperspy_mmdl.train.tasks.train_pce`, its image branch on when rows
+  have images and masked otherwise (the card says which inputs it uses).
 
 Folders are read as ``mmdl train`` reads them
 (:func:`hyperspy_mmdl.train.datasets.read_classification_data`): uncalibrated
@@ -32,7 +36,17 @@ import threading
 import time
 from pathlib import Path
 
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from ._model_picker import devices, models_folder
@@ -42,6 +56,31 @@ SOURCES = {
     "grain-size labels (calibrated micrographs)": "grain_size",
     "generated grain-size set (no data needed)": "synthetic",
 }
+# ----- PCE (regress-pce): a device table whose rows may name SEM image files
+PCE_SOURCE = "PCE device table (CSV; rows may name SEM images)"
+SOURCES[PCE_SOURCE] = "pce_table"
+
+
+def pce_recipes() -> list[str]:
+    """Names of the bundled recipes for PCE regression (light: TOML only)."""
+    from hyperspy_mmdl.train.recipes import list_recipes, load_recipe
+
+    return [n for n in list_recipes() if load_recipe(n).get("task") == "regress-pce"]
+
+
+def train_pce_table(path, recipe: dict, *, target: str, fields: str = "spec", epochs: int, device: str,
+                    callbacks=(), pixel_size: float | None = None, status=None):
+    """Train a PCE model on a device table (the image branch when rows name images, masked otherwise)."""
+    from hyperspy_mmdl.train import tasks
+    from hyperspy_mmdl.train.tabular import read_pce_table
+
+    if path is None or not Path(path).is_file():
+        raise ValueError(f"choose a device table (CSV), got {path}")
+    table = read_pce_table(path, target=target or "JV_default_PCE", fields=fields)
+    if status is not None:
+        status(f"training on {len(table)} devices; inputs: {', '.join(table.inputs())}")
+    return tasks.train_pce(table, recipe, epochs=epochs, device=device, callbacks=callbacks, progress=False,
+                           pixel_size=pixel_size)
 
 
 def classify_recipes() -> list[str]:
@@ -118,12 +157,18 @@ class TrainWidget(QWidget):
                                    tooltip="generated set only")
         self.out = FileEdit(mode="w", label="save as", filter="*.pt", value="",
                             tooltip="empty: <recipe>-<date>.pt in the models folder")
+        # PCE device table (shown for the PCE source only)
+        self.table = FileEdit(mode="r", label="device table", filter="*.csv", value="")
+        self.target = LineEdit(label="target column", value="JV_default_PCE")
+        self.fields = ComboBox(label="device fields", choices=["spec", "extended"], value="spec",
+                               tooltip="SPEC Table S1 fields, or more of the Perovskite Database's")
         self.device = ComboBox(label="device", choices=devices(), value="auto")
         self.start_button = PushButton(text="Start")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="epochs", value=0, min=0, max=1)
         self.status = Label(label="", value=f"models folder: {models_folder()}")
-        self.controls = Container(widgets=[self.source, self.folder, self.recipe, self.epochs, self.pixel_size,
+        self.controls = Container(widgets=[self.source, self.folder, self.table, self.target, self.fields,
+                                           self.recipe, self.epochs, self.pixel_size,
                                            self.n_per_class, self.out, self.device, self.start_button,
                                            self.cancel_button, self.progress, self.status], labels=True)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -155,6 +200,20 @@ class TrainWidget(QWidget):
         kind = SOURCES[self.source.value]
         self.folder.visible = kind != "synthetic"
         self.n_per_class.visible = kind == "synthetic"
+        self._pce_source_changed(kind)
+
+    def _pce_source_changed(self, kind):
+        """PCE table fields shown, the recipe list switched between classification and PCE recipes."""
+        pce = kind == "pce_table"
+        for w in (self.table, self.target, self.fields):
+            w.visible = pce
+        if pce:
+            self.folder.visible = False
+        recipes = pce_recipes() if pce else classify_recipes()
+        if list(self.recipe.choices) != recipes:
+            keep = "psc_fusion_ensemble" if pce else "grain_size_small"
+            self.recipe.choices = recipes
+            self.recipe.value = keep if keep in recipes else recipes[0]
 
     def _recipe_changed(self, *_):
         from hyperspy_mmdl.train.recipes import load_recipe
@@ -183,6 +242,7 @@ class TrainWidget(QWidget):
         epochs, device = (int(self.epochs.value) or None), self.device.value
         pixel = float(self.pixel_size.value) or None
         folder, n_per_class, out = self.folder.value, int(self.n_per_class.value), self.output_path()
+        table, target, fields = self.table.value, str(self.target.value).strip(), self.fields.value
         self._stop = stop = threading.Event()
         self.history, self.batches, self.result = {}, [], None
         self.progress.max, self.progress.value = epochs or 1, 0
@@ -202,6 +262,11 @@ class TrainWidget(QWidget):
                         q.put(("status", msg))
 
                     q.put(("status", "preparing data..."))
+                    if source == "pce_table":
+                        box["result"] = train_pce_table(table, recipe, target=target, fields=fields, epochs=epochs,
+                                                        device=device, callbacks=[make_relay(q, stop)],
+                                                        pixel_size=pixel, status=lambda m: q.put(("status", m)))
+                        return
                     image_set = build_image_set(source, folder, recipe, pixel_size=pixel, n_per_class=n_per_class,
                                                 log=note)
                     q.put(("status", f"training on {len(image_set)} images {image_set.summary()['per_class']}"))
@@ -256,8 +321,11 @@ class TrainWidget(QWidget):
                 show_warning(f"Train: {result['not_learned']} Saved as {result['path']} (its card says so).")
             else:
                 acc = result["metrics"].get("accuracy")
+                r2 = result["metrics"].get("R2")  # PCE models: held-out R² and MAE
                 self.status.value = (f"saved {Path(result['path']).name}"
-                                     + (f" (held-out accuracy {acc:.2f})" if acc is not None else ""))
+                                     + (f" (held-out accuracy {acc:.2f})" if acc is not None else "")
+                                     + (f" (test R² {r2:.2f}, MAE {result['metrics']['MAE']:.2f})"
+                                        if r2 is not None else ""))
                 show_info(f"Train: wrote {result['path']} (press 'Refresh list' in the model widgets)")
 
         def finished():
