@@ -135,6 +135,7 @@ def _assemble_labels(out: Path, plan, items, records, shard_dir: Path) -> list[s
     written = []
     for entry in plan:
         if entry["status"] == "error" or not entry.get("labels"):
+            entry["labels"] = None  # no store is written for it: the manifest must not name one
             continue
         fshape = tuple(entry["frame_shape"])
         mine = by_path.get(entry["path"], [])

@@ -645,7 +645,7 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     info["method"] = method
     info["quality"] = assess(g, labels, method=method, boundary_probability=prob, text=text)
     for w in info["quality"]:
-        log.warning("segment: %s", w)
+        log.info("segment: %s", w)
     if bar is not None:
         labels = np.concatenate([labels, np.zeros((full_shape[0] - bar.top, full_shape[1]), labels.dtype)])
     labels = _finish(labels, min_area_px, exclude_border, valid)
