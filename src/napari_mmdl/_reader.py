@@ -69,8 +69,9 @@ def get_reader(path):
 
                 import numpy as np
 
-                return [_layer_tuple(dataclasses.replace(img, data=np.asarray(
-                    img.data.compute(scheduler="synchronous"))))]
+                data = img.data  # a lazy read of some TIFFs is already in memory
+                data = data.compute(scheduler="synchronous") if hasattr(data, "compute") else data
+                return [_layer_tuple(dataclasses.replace(img, data=np.asarray(data)))]
             return [_layer_tuple(img)]
 
         return read_probed_tiff
