@@ -631,7 +631,10 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
         model = DEFAULT_MODEL if model is None else model
         labels, prob = segment_learned(x, calibration, model=model, return_probability=True, **params)
         labels = np.asarray(labels, dtype=np.int32)
-        info["model"] = str(model) if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+        from pathlib import PurePath
+
+        info["model"] = (str(model) if isinstance(model, (str, PurePath))
+                         else getattr(model, "name", type(model).__name__))
     elif method == "boundary":
         labels, extra = _boundary(g, rgb, lines=lines, sigma=sigma, width_px=width_px, min_area_px=min_area_px,
                                   min_diameter_px=min_diameter_px, valid=None)
