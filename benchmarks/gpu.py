@@ -59,9 +59,10 @@ def inputs(m, batch, device, size=None, channels_last=False):
     x = torch.randn(batch, c, h, w, device=device)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    if m.default_cfg.get("name") == "psc_fusion":
-        return (x, torch.rand(batch, m.composition[0].in_features, device=device),
-                torch.zeros(batch, len(m.embeddings), dtype=torch.long, device=device))
+    if m.default_cfg.get("name") in ("psc_fusion", "psc_fusion_ensemble"):
+        fusion = m.members[0] if hasattr(m, "members") else m  # an ensemble's members share one config
+        return (x, torch.rand(batch, fusion.composition[0].in_features, device=device),
+                torch.zeros(batch, len(fusion.embeddings), dtype=torch.long, device=device))
     return (x,)
 
 

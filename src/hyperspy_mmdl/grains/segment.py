@@ -303,9 +303,12 @@ def _label_split(mask, min_diameter_px, landscape=None, h=None):
         inside, (peaks, k) = pieces[i]
         if k < 2:
             continue
-        if landscape is None or inside.size > 250_000:
-            # every pixel to its nearest seed (no flooding needed inside a blob; on large
-            # components flooding costs seconds)
+        if landscape is None:
+            # every pixel to its nearest seed (no flooding needed inside a blob). With a
+            # boundary landscape the large components are flooded too: nearest-seed cells
+            # of a non-convex component (a lamellar network) fall apart into fragments,
+            # each a separate grain to ImageJ (NIST Ti-6Al-4V: 1152 grains, G +0.7, against
+            # 612 grains, G +0.2 with the flood, for 0.3 s more)
             _, (iy, ix) = ndi.distance_transform_edt(peaks == 0, return_indices=True)
             parts = np.where(inside, peaks[iy, ix], 0)
         else:
