@@ -560,8 +560,11 @@ def test_predict_pce_with_grain_features():
         out = pred.model(batch, torch.from_numpy(comp).expand(n, -1), torch.from_numpy(proc).expand(n, -1),
                          numeric=torch.from_numpy(factors).expand(n, -1))
     assert float(pce) == pytest.approx(float(out.mean()) * 2 + 15, rel=1e-5)
-    with pytest.raises(ValueError, match="needs numeric inputs"):
-        inf.predict_pce(img, cal, pred, composition=COMP, process=PROC)
+    # without the grains (a direct call that does not measure them) the model's training means are used,
+    # and a note says so (PSC-Fusion fills NaN inputs with them; see tests/test_pce.py)
+    notes = []
+    inf.predict_pce(img, cal, pred, composition=COMP, process=PROC, notes=notes)
+    assert notes == ["PCE model: no value for " + ", ".join(FEATURE_FACTORS) + ": the training mean is used"]
     with pytest.raises(ValueError, match="not trained with grain features"):
         inf.predict_pce(img, cal, pce_predictor(), composition=COMP, process=PROC, grain_features=factors[None])
     with pytest.raises(TypeError, match="pipeline.grain_feature_factors"):
