@@ -349,6 +349,12 @@ def test_shipped_pce_model_on_a_real_micrograph(shared):
     assert value == pytest.approx(alone, rel=1e-6) and 5 < value < 25
     assert abs(value - row["JV_default_PCE"]) < 5  # a training-set device: near its measured PCE
     assert out.metadata.Model.as_dictionary()  # the card travels with the result
+    # modality attributions of the ensemble: the Shapley values add up to f(all) - f(none)
+    from hyperspy_mmdl import explain
+
+    att = explain.modality_attributions(None, None, SHIPPED, composition=row, process=row, device="cpu")
+    assert sorted(att["shapley"]) == ["composition", "process"]
+    assert sum(att["shapley"].values()) == pytest.approx(float(att["pce"]) - att["baseline"], abs=1e-4)
 
 
 def test_every_route_takes_the_shipped_name(shared, tmp_path, capsys):
