@@ -128,6 +128,8 @@ def model_card(card, m: dict, size: int, args) -> str:
     proc = "\n".join(f"  - `{f}` ← column `{cols['process'][f]}` ({len(t)} categories)"
                      for f, t in vocab["process"].items())
     num = ", ".join(f"`{c}`" for c in vocab.get("numeric") or []) or "none"
+    first_field, tokens = next(iter(vocab["composition"].items()))
+    first_token = tokens[0] if tokens else ""
     rec = card.recipe
     mc = card.config
     return f"""# {NAME}
@@ -148,7 +150,8 @@ a deep ensemble of {mc.get('n_members')} PSC-Fusion networks ([PSC], SPEC §1.1;
 - Numeric: {num} (a missing value takes the training mean, with a note).
 - Give a row of a Perovskite-Database-style table as `composition=` and `process=`
   (`s.predict_pce("{NAME}", composition=row, process=row)`, `mmdl analyze film.tif --model {NAME}
-  --composition devices.csv:12 --process devices.csv:12`), or fields by name (`{{"etl": "SnO2-c"}}`).
+  --composition devices.csv:12 --process devices.csv:12`), or fields by name
+  (`{{"{first_field}": "{first_token}"}}`; the categories are in the `.pt` file's card, `vocabularies`).
 
 ## Data and licence
 

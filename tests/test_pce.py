@@ -344,7 +344,8 @@ def test_shipped_pce_model_on_a_real_micrograph(shared):
         ax.scale, ax.units = 20.0, "nm"  # calibration.csv: 20 nm/px
     with pytest.warns(UserWarning, match="trained without SEM images"):
         out = s.predict_pce(SHIPPED, composition=row, process=row, show_progressbar=False)
-    value = float(out.data)
+    assert out.data.size == 1  # one value for one image
+    value = float(out.data.reshape(-1)[0])
     alone, _ = inference.predict_pce(None, None, SHIPPED, composition=row, process=row, notes=[])
     assert value == pytest.approx(alone, rel=1e-6) and 5 < value < 25
     assert abs(value - row["JV_default_PCE"]) < 5  # a training-set device: near its measured PCE
