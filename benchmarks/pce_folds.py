@@ -4,8 +4,8 @@ Ten folds, ``KFold(10, shuffle=True, random_state=2024)`` (SPEC §2.2), the same
 for every model. Every model sees the same inputs, encoded once
 (:func:`hyperspy_mmdl.train.tabular.read_pce_table`): the composition multi-hot, the
 process fields (embeddings for the deep model, one-hot for the classical ones) and
-the numeric values (``--fields extended``: the band gap). No SEM images exist for these
-devices, so the image branch is masked.
+the numeric values (the band gap with the default ``--fields extended``). No SEM images
+exist for these devices, so the image branch is masked.
 
 * ``PSC-Fusion ensemble``: recipe ``psc_fusion_ensemble`` (a deep ensemble of
   PSC-Fusion networks, :func:`hyperspy_mmdl.train.tasks.train_pce` on each training fold);
@@ -15,8 +15,8 @@ devices, so the image branch is masked.
 
 Usage::
 
-    nice .venv/bin/python benchmarks/pce_folds.py                    # SPEC Table S1 fields
-    nice .venv/bin/python benchmarks/pce_folds.py --fields extended  # more device fields + band gap
+    nice .venv/bin/python benchmarks/pce_folds.py                    # extended device fields + band gap
+    nice .venv/bin/python benchmarks/pce_folds.py --fields spec      # SPEC Table S1 fields only
     nice .venv/bin/python benchmarks/pce_folds.py --quick            # 3 folds, 2 members (a smoke run)
     nice .venv/bin/python benchmarks/pce_folds.py --cache /tmp/pce   # resumable: fold predictions kept
 
@@ -44,7 +44,9 @@ CLASSICAL = ("RF", "LightGBM", "SVR", "KNN")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", type=Path, default=TABLE, help="device table (default: the 1 957-device table)")
-    p.add_argument("--fields", default="spec", choices=["spec", "extended"])
+    p.add_argument("--fields", default="extended", choices=["spec", "extended"],
+                   help="device fields: 'extended' (default: more of the Perovskite Database's fields and the band "
+                        "gap) or 'spec' (SPEC Table S1 only)")
     p.add_argument("--recipe", default="psc_fusion_ensemble")
     p.add_argument("--members", type=int, default=None, help="ensemble members (default: the recipe's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per member (default: the recipe's)")
