@@ -4,21 +4,21 @@ Ten folds, ``KFold(10, shuffle=True, random_state=2024)`` (SPEC §2.2), the same
 for every model. Every model sees the same inputs, encoded once
 (:func:`hyperspy_mmdl.train.tabular.read_pce_table`): the composition multi-hot, the
 process fields (embeddings for the deep model, one-hot for the classical ones) and
-the numeric values (``--fields extended``: the band gap). No SEM images exist for these
-devices, so the image branch is masked.
+the numeric values (the band gap with the default ``--fields extended``). No SEM images
+exist for these devices, so the image branch is masked.
 
 * ``PSC-Fusion ensemble``: recipe ``psc_fusion_ensemble`` (a deep ensemble of
-  PSC-Fusion networks, each early-stopped on its own inner validation part of the
-  training fold; :func:`hyperspy_mmdl.train.tasks.cross_validate_pce`);
+  PSC-Fusion networks, :func:`hyperspy_mmdl.train.tasks.train_pce` on each training fold);
 * ``PSC-Fusion (paper)``: one network with the [PSC] recipe ``psc_fusion``
   (Adam 1e-3, batch 32, 30 epochs), with ``--paper``;
 * RF, LightGBM, SVR, KNN: [PSC] Table S6 hyperparameters (:mod:`hyperspy_mmdl.train.baselines`).
 
 Usage::
 
-    nice .venv/bin/python benchmarks/pce_folds.py                    # SPEC Table S1 fields
-    nice .venv/bin/python benchmarks/pce_folds.py --fields extended  # more device fields + band gap
+    nice .venv/bin/python benchmarks/pce_folds.py                    # extended device fields + band gap
+    nice .venv/bin/python benchmarks/pce_folds.py --fields spec      # SPEC Table S1 fields only
     nice .venv/bin/python benchmarks/pce_folds.py --quick            # 3 folds, 2 members (a smoke run)
+    nice .venv/bin/python benchmarks/pce_folds.py --cache /tmp/pce   # resumable: fold predictions kept
 
 Prints R² and MAE (mean ± SD over folds, and pooled over the out-of-fold
 predictions) per model, and the command. Published anchors (other data): random
@@ -29,6 +29,7 @@ process R² 0.84 (Nanoscale 2025).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -43,7 +44,9 @@ CLASSICAL = ("RF", "LightGBM", "SVR", "KNN")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", type=Path, default=TABLE, help="device table (default: the 1 957-device table)")
-    p.add_argument("--fields", default="spec", choices=["spec", "extended"])
+    p.add_argument("--fields", default="extended", choices=["spec", "extended"],
+                   help="device fields: 'extended' (default: more of the Perovskite Database's fields and the band "
+                        "gap) or 'spec' (SPEC Table S1 only)")
     p.add_argument("--recipe", default="psc_fusion_ensemble")
     p.add_argument("--members", type=int, default=None, help="ensemble members (default: the recipe's)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per member (default: the recipe's)")
@@ -51,6 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--paper", action="store_true", help="also the single network with the paper's recipe")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--quick", action="store_true", help="3 folds of the 10, 2 members: a smoke run")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="keep each model's fold predictions here (JSON) and reuse them: an interrupted run "
+                        "resumes where it stopped")
     args = p.parse_args(argv)
 
     import numpy as np
@@ -61,7 +67,7 @@ def main(argv=None) -> int:
     from hyperspy_mmdl.train.recipes import load_recipe
     from hyperspy_mmdl.train.splits import SEED, kfold_indices
     from hyperspy_mmdl.train.tabular import read_pce_table, tabular_features
-    from hyperspy_mmdl.train.tasks import cross_validate_pce
+    from hyperspy_mmdl.train.tasks import train_pce
 
     torch.set_num_threads(args.threads)
     if not args.table.is_file():
@@ -86,17 +92,34 @@ def main(argv=None) -> int:
     runs = [(f"PSC-Fusion ensemble ({recipe['model_config'].get('n_members', 1)})", recipe)]
     if args.paper:
         runs.append(("PSC-Fusion (paper)", load_recipe("psc_fusion")))
-    for name, rec in runs:
-        t0 = time.perf_counter()
-        res = cross_validate_pce(table, rec, folds=folds, epochs=args.epochs, baselines=())
-        results[name] = res["PSC-Fusion"]
+    tag = f"{args.table.stem}-{args.fields}-{len(folds)}of{args.folds}"
+
+    def per_fold(name, key, compute):
+        """``compute(i, train, test) -> predictions`` for every fold, cached as JSON when --cache is given."""
+        oof, t0 = np.full(len(table), np.nan), time.perf_counter()
+        for i, (tr, te) in enumerate(folds):
+            f = args.cache / f"{tag}-{key}-fold{i}.json" if args.cache else None
+            if f is not None and f.is_file():
+                oof[te] = json.loads(f.read_text())["pred"]
+                continue
+            oof[te] = compute(tr, te)
+            if f is not None:
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text(json.dumps({"pred": [float(v) for v in oof[te]]}))
+            print(f"  {name}: fold {i + 1}/{len(folds)} R² {regression_metrics(table.target[te], oof[te])['R2']:.3f}",
+                  flush=True)
         times[name] = time.perf_counter() - t0
-        print(f"  {name}: done in {times[name]:.0f} s", flush=True)
-    t0 = time.perf_counter()
-    classical = cross_validate_baselines(X, table.target, models=CLASSICAL, folds=folds)
+        per = [regression_metrics(table.target[te], oof[te]) for _, te in folds]
+        results[name] = {"folds": per, "summary": summarize_folds(per), "oof": oof}
+
+    for name, rec in runs:
+        key = f"{rec['name']}-{rec['model_config'].get('n_members', 1)}-{args.epochs or 'recipe'}"
+        per_fold(name, key, lambda tr, te, rec=rec: train_pce(
+            table, rec, rows_train=tr, rows_test=te, epochs=args.epochs, progress=False
+        ).splits["predictions"]["test"])
     for name in CLASSICAL:
-        results[name] = classical[name]
-    times["classical (4 models)"] = time.perf_counter() - t0
+        per_fold(name, name, lambda tr, te, name=name: cross_validate_baselines(
+            X, table.target, models=(name,), folds=[(tr, te)])[name]["oof"][te])
     rows = np.concatenate([te for _, te in folds])
     for r in results.values():
         r["pooled"] = regression_metrics(table.target[rows], r["oof"][rows])

@@ -16,6 +16,7 @@ Usage::
 
     nice .venv/bin/python scripts/train_pretrained_pce.py            # writes the two files
     nice .venv/bin/python scripts/train_pretrained_pce.py --check    # only the licence check and the encoding
+    nice .venv/bin/python scripts/train_pretrained_pce.py --card-only  # the .md again from the .pt
 """
 
 from __future__ import annotations
@@ -60,7 +61,18 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the recipe's)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--check", action="store_true", help="licence check and encoding only")
+    p.add_argument("--card-only", action="store_true", help="rewrite the Markdown card from the shipped file")
     args = p.parse_args(argv)
+    if args.card_only:
+        from hyperspy_mmdl.checkpoint import read_card
+
+        path = args.out / f"{NAME}.pt"
+        card = read_card(path)
+        args.fields = card.training_data.get("fields", args.fields)
+        (args.out / f"{NAME}.md").write_text(model_card(card, card.metrics, path.stat().st_size, args),
+                                             encoding="utf-8")
+        print(f"wrote {NAME}.md")
+        return 0
 
     import numpy as np
     import torch
@@ -116,6 +128,8 @@ def model_card(card, m: dict, size: int, args) -> str:
     proc = "\n".join(f"  - `{f}` ← column `{cols['process'][f]}` ({len(t)} categories)"
                      for f, t in vocab["process"].items())
     num = ", ".join(f"`{c}`" for c in vocab.get("numeric") or []) or "none"
+    first_field, tokens = next(iter(vocab["composition"].items()))
+    first_token = tokens[0] if tokens else ""
     rec = card.recipe
     mc = card.config
     return f"""# {NAME}
@@ -136,7 +150,8 @@ a deep ensemble of {mc.get('n_members')} PSC-Fusion networks ([PSC], SPEC §1.1;
 - Numeric: {num} (a missing value takes the training mean, with a note).
 - Give a row of a Perovskite-Database-style table as `composition=` and `process=`
   (`s.predict_pce("{NAME}", composition=row, process=row)`, `mmdl analyze film.tif --model {NAME}
-  --composition devices.csv:12 --process devices.csv:12`), or fields by name (`{{"etl": "SnO2-c"}}`).
+  --composition devices.csv:12 --process devices.csv:12`), or fields by name
+  (`{{"{first_field}": "{first_token}"}}`; the categories are in the `.pt` file's card, `vocabularies`).
 
 ## Data and licence
 
@@ -155,7 +170,7 @@ a deep ensemble of {mc.get('n_members')} PSC-Fusion networks ([PSC], SPEC §1.1;
 | {m['R2']:.3f} | {m['MAE']:.3f} | {m['RMSE']:.3f} | {m['R']:.3f} |
 
 Ten-fold cross-validation of the same recipe beside RF, LightGBM, SVR and KNN on the same folds and inputs:
-`python benchmarks/pce_folds.py --fields {args.fields}` (figures in the README of `benchmarks/`).
+`python benchmarks/pce_folds.py --fields {args.fields}` (its output: `benchmarks/pce_results.md`).
 Published anchors (other data): random forest R² 0.70 on ~26 000 Perovskite Database records; SEM image +
 composition + process R² 0.84 (Nanoscale 2025).
 

@@ -309,3 +309,74 @@ def test_device_fields_on_the_command_line(tmp_path):
     json.dumps(row)  # batch parameters must be JSON
     with pytest.raises(ValueError, match="no row 9"):
         device_fields(f"{path}:9", "x")
+
+
+SHIPPED = "pce-perovskite-database"
+
+
+def test_shipped_pce_model_on_a_real_micrograph(shared):
+    """``s.predict_pce("<shipped name>", composition=row, process=row)`` with a row of the device table on a
+    real SEM micrograph: the value from composition and process, the image left out with a note."""
+    import hyperspy.api as hs
+
+    from hyperspy_mmdl.checkpoint import read_card
+    from hyperspy_mmdl.models import list_pretrained, pretrained
+    from hyperspy_mmdl.preprocess.color import split_colour
+    from hyperspy_mmdl.tabular import read_table
+
+    assert SHIPPED in list_pretrained()
+    path = pretrained.pretrained_path(SHIPPED)
+    assert path.stat().st_size <= 3 * 1024 * 1024
+    text = pretrained.model_card_text(SHIPPED)
+    assert "MIT" in text and "malyadeb_grain_size_pce" in text and "scripts/train_pretrained_pce.py" in text
+    card = read_card(path)
+    assert card.task == "regress-pce" and card.masked_modalities == ["image"]
+    assert card.extra["inputs"] == ["composition", "process"] and "MIT" in card.extra["licence"]
+    assert card.training_data["source"]["file"] == "Data/Supplementary Data 3.csv"
+    assert card.metrics["R2"] > 0.45 and card.metrics["n"] == 392  # the held-out 20 %
+    frame = read_table(shared("perovskite_pce_tabular", "psc_ai_framework", "Supplementary Data 3.csv"))
+    row = frame.iloc[12]
+    image = io.load(shared("perovskite_sem_fapbi3_databar", "199.jpg"))
+    grey, _ = split_colour(np.asarray(image.data))
+    s = hs.signals.Signal2D(grey[:960])  # the data bar below row 960 left out
+    s.set_signal_type("microstructure")
+    for ax in s.axes_manager.signal_axes:
+        ax.scale, ax.units = 20.0, "nm"  # calibration.csv: 20 nm/px
+    with pytest.warns(UserWarning, match="trained without SEM images"):
+        out = s.predict_pce(SHIPPED, composition=row, process=row, show_progressbar=False)
+    assert out.data.size == 1  # one value for one image
+    value = float(out.data.reshape(-1)[0])
+    alone, _ = inference.predict_pce(None, None, SHIPPED, composition=row, process=row, notes=[])
+    assert value == pytest.approx(alone, rel=1e-6) and 5 < value < 25
+    assert abs(value - row["JV_default_PCE"]) < 5  # a training-set device: near its measured PCE
+    assert out.metadata.Model.as_dictionary()  # the card travels with the result
+    # modality attributions of the ensemble: the Shapley values add up to f(all) - f(none)
+    from hyperspy_mmdl import explain
+
+    att = explain.modality_attributions(None, None, SHIPPED, composition=row, process=row, device="cpu")
+    assert sorted(att["shapley"]) == ["composition", "process"]
+    assert sum(att["shapley"].values()) == pytest.approx(float(att["pce"]) - att["baseline"], abs=1e-4)
+
+
+def test_every_route_takes_the_shipped_name(shared, tmp_path, capsys):
+    """``mmdl analyze --model NAME`` and ``mmdl batch --predict-pce NAME`` on an image with composition and process."""
+    frame_path = shared("perovskite_pce_tabular", "psc_ai_framework", "Supplementary Data 3.csv")
+    film = polycrystal((160, 160), pixel_size=20.0, unit="nm", mean_ecd=400.0, seed=7)
+    f = io.save(tmp_path / "film.tif", film.image, film.calibration)
+    spec = f"{frame_path}:12"
+    from hyperspy_mmdl.tabular import read_table
+
+    row = read_table(frame_path).iloc[12]
+    ref, _ = inference.predict_pce(None, None, SHIPPED, composition=row, process=row, notes=[])
+    assert main(["analyze", str(f), "--model", SHIPPED, "--composition", spec, "--process", spec,
+                 "--device", "cpu", "--out", str(tmp_path / "report")]) == 0
+    from hyperspy_mmdl.tables import read_table as read_units_table
+
+    assert read_units_table(tmp_path / "report" / "summary.csv")["pce"].iloc[0] == pytest.approx(ref, rel=1e-4)
+    assert "trained without SEM images" in capsys.readouterr().err
+    from hyperspy_mmdl.batch import read_results
+
+    assert main(["batch", str(f), "--out", str(tmp_path / "b"), "--predict-pce", SHIPPED, "--composition", spec,
+                 "--process", spec, "--no-progress"]) == 0
+    _, frames, _ = read_results(tmp_path / "b")
+    assert frames["pce"].iloc[0] == pytest.approx(ref, rel=1e-4) and frames["n_grains"].iloc[0] > 5

@@ -267,7 +267,7 @@ class _MeanHead(nn.Module):
 
     def __init__(self, heads):
         super().__init__()
-        self.heads = heads
+        self.heads = nn.ModuleList(heads)
 
     def forward(self, z):
         return torch.stack([h(z) for h in self.heads], 0).mean(0)

@@ -749,15 +749,15 @@ def train_pce(table, recipe: dict, *, rows_train=None, rows_val=None, rows_test=
     ensemble = name == "psc_fusion_ensemble"
     n_members = int(config.setdefault("n_members", 5)) if ensemble else 1
     member_config = {k: v for k, v in config.items() if k != "n_members"}
-    model = build_model(name, num_classes=1, in_chans=in_chans, config=config) if ensemble else None
+    # without an inner validation part per member, the members are fitted together (one pass over the
+    # data per epoch, each member against its own loss): the same training, several times faster
+    joint = ensemble and not inner_val
+    model = build_model(name, num_classes=1, in_chans=in_chans, config=config) if ensemble and not joint else None
     fit_kw = _fit_kwargs(recipe, epochs, batch_size)
     loss_fn = _Flat(build_loss(recipe.get("loss", {"name": "mse"})))
     aug = Augment(size, **recipe.get("augment", {})) if images is not None else None
     histories, fits = [], []
     target_mean = target_std = None
-    # without an inner validation part per member, the members are fitted together (one pass over the
-    # data per epoch, each member against its own loss): the same training, several times faster
-    joint = ensemble and not inner_val
     for k in range(1 if joint else n_members):
         mseed = seed + k
         torch.manual_seed(mseed)
