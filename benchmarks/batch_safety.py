@@ -49,6 +49,7 @@ import argparse
 import json
 import os
 import queue
+import re
 import resource
 import shutil
 import subprocess
@@ -523,7 +524,7 @@ def _card_case(work: Path, entry: str, case: str) -> tuple[str, str]:
         return "silent", f"rc 0: wrote {frames}"
     if "Unable to allocate" in err or "MemoryError" in err or "allocate memory" in err:
         return "memory", err.strip()[-300:]
-    per_frame = [ln for ln in lines if "frame" in ln and "failed" in ln]
+    per_frame = [ln for ln in lines if re.search(r"failed: .* frame \d+: ", ln)]
     if "Traceback" in err or name not in err or len(per_frame) > 1:
         why = "per frame" if len(per_frame) > 1 else ("traceback" if "Traceback" in err else "file not named")
         return "unhelpful", f"rc {rc} ({why}): {err.strip()[-300:]}"
@@ -740,7 +741,7 @@ def _judge_write_failure(res, rc, err, exc, out: Path, word: str, ro: bool = Fal
         problems.append("traceback")
     if ".mmdl-batch.lock" in text:
         problems.append("reports the lock")
-    if word not in text.lower() and not (word == "space" and "no space" in text.lower()):
+    if word not in text.lower() and not (word == "space" and "disk is full" in text.lower()):
         problems.append(f"'{word}' not said")
     if not ro:  # on a read-only disk nothing can be written or removed
         if m.get("state") != "failed":

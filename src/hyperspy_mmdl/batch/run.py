@@ -75,7 +75,7 @@ class BatchResult:
             lines.append("  up to date: nothing to do (the output folder is read-only; nothing was written)")
         outputs = m.get("outputs") or {}
         unit = outputs.get("unit") or m.get("unit")
-        if unit:
+        if unit and (m.get("counts") or {}).get("frames", 1):  # no frame, no table to speak of
             lines.append(f"  tables in {unit}" + ("" if unit != PIXEL else " (pixels: no input is calibrated)"))
         if outputs.get("pixel_unit_tables"):
             n = len(outputs["pixel_unit_tables"])
