@@ -482,3 +482,23 @@ def test_quick_checksum_limit_is_said_in_help_and_readme(capsys):
     section = " ".join(section[:section.index("\n## ", 5)].split())
     assert "--checksum full" in section and "modification time" in section
 
+
+
+def test_model_at_an_impossible_scale_fails_the_input_once(data, tmp_path, capsys):
+    """A valid TEM card (51 pm/px) on 10 nm/px frames would resample each to 12 500² px: the input is
+    reported once, before any frame, and the other inputs go on."""
+    from hyperspy_mmdl import models
+    from hyperspy_mmdl.checkpoint import ModelCard, save_checkpoint
+
+    net = models.create("psc_encoder", num_classes=3, head=True)
+    tem = save_checkpoint(tmp_path / "tem.pt", net, ModelCard(
+        "psc_encoder", config=net.default_cfg["config"], task="classify", input_size=[1, 112, 112],
+        pixel_size=0.051, pixel_unit="nm", class_names=["small", "medium", "large"]))
+    out = tmp_path / "out"
+    rc = mmdl_main(["batch", str(data["three"]), "--out", str(out), "--classify", str(tem), "--no-progress"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "tem.pt" in ln]
+    assert rc == 1 and len(lines) == 1, err
+    assert "three.tif: tem.pt: resampling the 64×64 px frame from 10 nm/px to the model's 0.051 nm/px" in lines[0]
+    _, frames, manifest = read_results(out)
+    assert manifest["counts"]["frames"] == 0 and manifest["inputs"][0]["status"] == "error"

@@ -100,7 +100,7 @@ class BatchParameters:
             except TypeError as err:
                 raise ValueError(f"{name}: values must be JSON-serialisable ({err})") from None
 
-    def check_models(self) -> None:
+    def check_models(self) -> dict:
         """Refuse, once and before any frame is read, a model file that cannot do what the run asks.
 
         Every checkpoint the parameters name (classifier, PCE model, denoiser, learned
@@ -108,6 +108,12 @@ class BatchParameters:
         :func:`hyperspy_mmdl.checkpoint.check_checkpoint` against the task it is used
         for, so a wrong or damaged file is one clear error instead of the same error
         for every frame.
+
+        Returns
+        -------
+        dict
+            ``{path: ModelCard}`` of the models applied to the frames' pixels (classifier,
+            PCE model), for the per-input checks of :func:`check_input`.
 
         Raises
         ------
@@ -124,9 +130,13 @@ class BatchParameters:
         segmenter = self.segment_params.get("model") if self.segment == "learned" else None
         if segmenter is not None and isinstance(segmenter, (str, Path)):
             uses.append((segmenter, "segment", "batch --segment learned"))
+        cards = {}
         for path, task, use in uses:
             if path is not None:
-                check_checkpoint(path, task=task, use=use)
+                card = check_checkpoint(path, task=task, use=use)
+                if task in ("classify", "regress-pce"):
+                    cards[str(path)] = card
+        return cards
 
     def to_dict(self) -> dict:
         return dict(segment=self.segment, segment_params=dict(self.segment_params),
@@ -170,6 +180,26 @@ class BatchParameters:
 
     def hash(self) -> str:
         return _sha256_text(json.dumps(self.identity(), sort_keys=True))
+
+
+def check_input(frame_shape, calibration: Calibration, cards: dict) -> None:
+    """Raise :class:`~hyperspy_mmdl.errors.CalibrationError` when an input's frames cannot be
+    brought to a model's pixel size (:func:`hyperspy_mmdl.inference.prepare.check_resampling`):
+    the input is then reported once instead of every frame failing the same way.
+
+    Examples
+    --------
+    >>> from hyperspy_mmdl.checkpoint import ModelCard
+    >>> card = ModelCard("vgg_grain", input_size=[1, 224, 224], pixel_size=0.05, pixel_unit="nm")
+    >>> check_input((512, 512), Calibration.from_pixel_size(5.0, "nm"), {"tem.pt": card})
+    Traceback (most recent call last):
+    ...
+    hyperspy_mmdl.errors.CalibrationError: tem.pt: resampling the 512×512 px frame from 5 nm/px to the model's 0.05 nm/px (×100 per axis) would make it 51200×51200 px (9.8 GiB per channel); check the image's calibration and the model card's pixel size
+    """
+    from ..inference.prepare import check_resampling
+
+    for path, card in cards.items():
+        check_resampling(tuple(frame_shape), calibration, card, Path(path).name)
 
 
 _PREPROCESS_KEYS = ("data_bar", "remove_data_bar", "denoise", "denoise_params", "normalize")

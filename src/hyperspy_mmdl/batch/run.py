@@ -17,7 +17,8 @@ from .frames import _OPEN, _OPEN_LOCK
 from .inputs import CHECKSUM_NOTE, _entry_calibration, _label_names, _plan_input, _sha256_text, find_inputs
 from .lock import OutputLockedError, OutputNotWritableError, _OutputLock, writer_active
 from .outputs import _assemble
-from .parameters import BatchParameters
+from ..errors import CalibrationError
+from .parameters import BatchParameters, check_input
 from .shards import _finished_record, _shard_paths
 from .store import (
     LABELS,
@@ -74,7 +75,7 @@ class BatchResult:
             lines.append("  up to date: nothing to do (the output folder is read-only; nothing was written)")
         outputs = m.get("outputs") or {}
         unit = outputs.get("unit") or m.get("unit")
-        if unit:
+        if unit and (m.get("counts") or {}).get("frames", 1):  # no frame, no table to speak of
             lines.append(f"  tables in {unit}" + ("" if unit != PIXEL else " (pixels: no input is calibrated)"))
         if outputs.get("pixel_unit_tables"):
             n = len(outputs["pixel_unit_tables"])
@@ -203,7 +204,7 @@ def run_batch(
     executor = _Executor(workers, scheduler)  # validates the arguments
     if checksum not in ("quick", "full"):
         raise ValueError(f"checksum must be 'quick' or 'full', got {checksum!r}")
-    params.check_models()  # a model file that cannot do the job is refused once, before any frame
+    cards = params.check_models()  # a model file that cannot do the job is refused once, before any frame
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lock = _OutputLock(out)
@@ -211,7 +212,7 @@ def run_batch(
         lock.__enter__()
     except OutputNotWritableError as err:
         try:
-            return _read_only_result(inputs, out, params, checksum, command, err)
+            return _read_only_result(inputs, out, params, checksum, command, err, cards)
         finally:
             with _OPEN_LOCK:
                 _OPEN.clear()
@@ -220,7 +221,7 @@ def run_batch(
         (out / LABELS).mkdir(exist_ok=True)
         _remove_leftovers(out)
         return _run_locked(inputs, out, params, executor, checksum, progress, cancel, on_progress,
-                           command)
+                           command, cards)
     finally:
         lock.__exit__(None, None, None)
         with _OPEN_LOCK:  # let go of the inputs opened in this process (h5py/zarr handles)
@@ -240,8 +241,11 @@ class _Plan:
     todo: list
 
 
-def _plan_run(inputs, out: Path, params: BatchParameters, checksum: str, command) -> _Plan:
-    """Find and open the inputs, name the items, and find the finished ones (reads only)."""
+def _plan_run(inputs, out: Path, params: BatchParameters, checksum: str, command, cards: dict) -> _Plan:
+    """Find and open the inputs, name the items, and find the finished ones (reads only).
+
+    An input whose frames the models cannot take (:func:`check_input`) is reported as
+    failed, once, instead of every frame failing the same way."""
     shard_dir = out / SHARDS
     files, missing = find_inputs(inputs, exclude=out)
     if not files and not missing:
@@ -275,6 +279,13 @@ def _plan_run(inputs, out: Path, params: BatchParameters, checksum: str, command
     plan = []
     for path, name in zip(files, label_names):
         entry = _plan_input(path, checksum)
+        if entry["status"] != "error" and cards:
+            try:
+                check_input(entry["frame_shape"], _entry_calibration(entry).image, cards)
+            except CalibrationError as err:
+                entry.update(status="error", error=f"{entry['file']}: {err}", n_frames=0)
+            except (ValueError, TypeError, IndexError):
+                pass  # an unusual calibration: the frames themselves will say what is wrong
         entry["labels"] = f"{LABELS}/{name}.zspy" if entry["status"] != "error" else None
         manifest["inputs"].append(entry)
         plan.append(entry)
@@ -315,11 +326,11 @@ def _read_manifest(out: Path) -> dict:
 
 
 def _read_only_result(inputs, out: Path, params: BatchParameters, checksum: str, command,
-                      err: OSError) -> BatchResult:
+                      err: OSError, cards: dict) -> BatchResult:
     """``out`` cannot be written: fine when its results already are those of this run."""
     if writer_active(out):
         raise OutputLockedError(f"{out}: another batch run is writing here; wait for it to finish") from None
-    p = _plan_run(inputs, out, params, checksum, command)
+    p = _plan_run(inputs, out, params, checksum, command, cards)
     done = _read_manifest(out)
     keys = [it["key"] for it in p.items]
     same = (done.get("state") == "finished" and done.get("parameters_hash") == p.params_hash
@@ -346,9 +357,9 @@ def _stale_shards(previous: dict, plan: list) -> list[str]:
 
 
 def _run_locked(inputs, out: Path, params: BatchParameters, executor, checksum, progress, cancel,
-                on_progress, command) -> BatchResult:
+                on_progress, command, cards: dict) -> BatchResult:
     shard_dir = out / SHARDS
-    p = _plan_run(inputs, out, params, checksum, command)
+    p = _plan_run(inputs, out, params, checksum, command, cards)
     manifest, plan, items, params, records, todo = p.manifest, p.plan, p.items, p.params, p.records, p.todo
     params_hash = p.params_hash
     # an input rewritten since the last run: its old results can never be used again

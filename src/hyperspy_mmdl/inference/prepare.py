@@ -165,7 +165,7 @@ def _to_channels(frame: np.ndarray, in_chans: int, channel_axis: int | None) -> 
 
 
 
-def check_resampling(frame_shape, calibration: Calibration | None, predictor: Predictor) -> None:
+def check_resampling(frame_shape, calibration: Calibration | None, model, name: str | None = None) -> None:
     """Refuse to resample frames to a model's pixel size when the result would not fit in memory.
 
     A frame becomes ``image pixel size / model pixel size`` times larger along each
@@ -175,6 +175,17 @@ def check_resampling(frame_shape, calibration: Calibration | None, predictor: Pr
     resampled frame would have more than :data:`MAX_RESAMPLED_PIXELS` pixels (or
     four times the frame's own, for frames already that large), and when it would
     shrink to fewer than 8 pixels on a side.
+
+    Parameters
+    ----------
+    frame_shape : tuple of int
+        ``(..., H, W)`` of the frames.
+    calibration : Calibration or None
+        Of the image axes.
+    model : Predictor or ModelCard
+        The model (its card's pixel size).
+    name : str, optional
+        The model's name in the message (default: the predictor's file name).
 
     Raises
     ------
@@ -195,7 +206,9 @@ def check_resampling(frame_shape, calibration: Calibration | None, predictor: Pr
     from ..calibration import PIXEL, convert_length, normalize_unit, readable_unit
     from ..errors import CalibrationError
 
-    card = predictor.card
+    card = getattr(model, "card", model)
+    if name is None:
+        name = getattr(model, "name", f"<{card.architecture} model>")
     if card.pixel_size is None or normalize_unit(card.pixel_unit) == PIXEL:
         return
     if calibration is None or not calibration.is_calibrated:
@@ -214,7 +227,7 @@ def check_resampling(frame_shape, calibration: Calibration | None, predictor: Pr
     shown = readable_unit(min(sy, card.pixel_size), unit)  # both sizes in one readable unit
     mine, theirs = convert_length(sy, unit, shown), convert_length(card.pixel_size, unit, shown)
     raise CalibrationError(
-        f"{predictor.name}: resampling the {h}×{w} px frame from {mine:.4g} {shown}/px to the model's "
+        f"{name}: resampling the {h}×{w} px frame from {mine:.4g} {shown}/px to the model's "
         f"{theirs:.4g} {shown}/px (×{factor:.3g} per axis) {what}; check the image's calibration "
         "and the model card's pixel size")
 
