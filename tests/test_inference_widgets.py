@@ -274,3 +274,30 @@ def test_sample_image_with_the_shipped_model_in_three_clicks(make_napari_viewer,
     over = viewer.layers["gradcam [synthetic polycrystal]"]
     assert over.data.shape == src.data.shape and float(over.data.max()) == pytest.approx(1.0)
     np.testing.assert_allclose(over.scale, src.scale)
+
+
+def test_sample_image_predict_pce_with_the_shipped_model_in_three_clicks(make_napari_viewer, qtbot, tmp_path,
+                                                                         monkeypatch):
+    """File > Open Sample; open Predict PCE; press its button: the shipped PCE model, the same value as the core."""
+    from hyperspy_mmdl.calibration import Calibration
+    from hyperspy_mmdl.models.pretrained import pretrained_path
+    from napari_mmdl.widgets.predict_pce import PredictPCEWidget
+
+    monkeypatch.setenv("MMDL_MODELS_DIR", str(tmp_path / "models"))  # a fresh install
+    inference.clear_cache()
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-mmdl", "polycrystal")  # click 1
+    src = viewer.layers["synthetic polycrystal"]
+    w = PredictPCEWidget(viewer)  # click 2
+    viewer.window.add_dock_widget(w)
+    assert w.model.path.stem == "pce-perovskite-database" and len(w.composition) > 0
+    w.image.value = src
+    w.controls.run_button.clicked.emit()  # click 3
+    qtbot.waitUntil(lambda: w.pce is not None, timeout=120_000)
+    # the core's answer for the same inputs (every field unknown: the model's own defaults)
+    cal = Calibration.from_pixel_size(float(src.scale[-1]), str(src.units[-1]))
+    ref, _ = inference.predict_pce(np.asarray(src.data), cal, pretrained_path("pce-perovskite-database"),
+                                   device="cpu", composition={}, process={})
+    assert w.pce[0] == pytest.approx(float(np.ravel(ref)[0]), rel=1e-5)
+    assert 0.48 <= w.pce[0] <= 20.6  # within the training table's PCE range
+    assert w.result.value.endswith("%")
