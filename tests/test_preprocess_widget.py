@@ -37,7 +37,7 @@ def test_preprocess_widget(make_napari_viewer, qtbot):
     assert tuple(layer.scale) == (10.0, 10.0) and tuple(layer.translate) == (100.0, 50.0)
     axes = widget.figure.axes
     assert len(axes) == 2 and axes[0].get_title() == "before" and axes[1].get_title() == "after"
-    assert sum(p.get_height() for p in axes[1].patches) == 120 * 160
+    assert axes[1].patches[0].get_data().values.sum() == 120 * 160  # every pixel counted once
 
     # data bar crop
     widget.image.value = image
@@ -61,3 +61,26 @@ def test_preprocess_widget(make_napari_viewer, qtbot):
     assert not widget.strength.native.isHidden() and widget.steps.native.isHidden()
     layer = _run(widget, qtbot)
     assert layer.data.std() < image.data.std()
+
+
+def test_preprocess_noise2void_shows_its_steps_and_cancels(make_napari_viewer, qtbot):
+    """Noise2Void reports its training steps in the progress bar; Cancel stops it and adds nothing."""
+    from napari_mmdl.widgets.preprocess import PreprocessWidget
+
+    viewer = make_napari_viewer()
+    s = polycrystal((96, 96), pixel_size=10.0, unit="nm", seed=4)
+    viewer.add_image(s.image.astype(np.float32), name="film")
+    widget = PreprocessWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.operation.value = "denoise"
+    widget.denoiser.value = "noise2void"
+    widget.steps.value = 100_000  # far more than the test waits for
+    widget.run()
+    qtbot.waitUntil(lambda: widget.progress.max == 100_000 and widget.progress.value >= 2, timeout=60_000)
+    assert "step" in widget.status.value and widget.cancel_button.enabled
+    n_layers = len(viewer.layers)
+    widget.cancel_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=30_000)
+    assert "cancelled" in widget.status.value
+    assert len(viewer.layers) == n_layers and widget.result_layer is None
+    assert not widget.cancel_button.enabled

@@ -81,7 +81,8 @@ def count_flops(model: nn.Module, input_size=None, *, inputs=None, device="meta"
         Explicit positional inputs (batch 1) instead of ``input_size``; models
         with several inputs (PSC-Fusion) get suitable zeros when left out.
     device : str
-        ``"meta"`` (default, shape-only) or a real device.
+        ``"meta"`` (default, shape-only) or a real device. PSC-Fusion models, whose
+        forward pass reads the image's values, are counted on the CPU.
 
     Returns
     -------
@@ -89,6 +90,8 @@ def count_flops(model: nn.Module, input_size=None, *, inputs=None, device="meta"
     """
     import copy
 
+    if str(device) == "meta" and hasattr(model, "gates") and hasattr(model, "embeddings"):
+        device = "cpu"  # PSC-Fusion looks at its image's values (a missing image is NaN): real zeros
     if input_size is None:
         input_size = getattr(model, "default_cfg", {}).get("input_size")
         if input_size is None:
@@ -110,7 +113,7 @@ def count_flops(model: nn.Module, input_size=None, *, inputs=None, device="meta"
             x = torch.zeros((1, *input_size), device=dev)
             inputs = (x,)
             if hasattr(model, "gates") and hasattr(model, "embeddings"):  # PSC-Fusion
-                comp_dim = model.composition[0].in_features
+                comp_dim = model.composition[0].in_features - int(getattr(model, "composition_numeric_dim", 0))
                 inputs = (x, torch.zeros(1, comp_dim, device=dev),
                           torch.zeros(1, len(model.embeddings), dtype=torch.long, device=dev))
                 if model.numeric_dim:

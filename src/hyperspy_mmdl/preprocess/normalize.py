@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["METHODS", "clahe", "clean_nonfinite", "histogram_figure", "minmax", "normalize",
+__all__ = ["METHODS", "clahe", "clean_nonfinite", "histogram_figure", "intensity_histogram", "minmax",
+           "normalize",
            "normalize_whole", "zscore"]
 
 METHODS = ("minmax", "zscore", "clahe", "none")
@@ -217,7 +218,27 @@ def normalize_whole(image, method: str = "minmax", **kwargs) -> np.ndarray:
     return normalize(x, method, frame_ndim=max(x.ndim, 2), **kwargs)
 
 
-def histogram_figure(before, after, bins: int = 256, labels=("before", "after"), figure=None):
+def intensity_histogram(data, bins: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """``(counts, edges)`` of the finite pixels of ``data`` (what :func:`histogram_figure` draws).
+
+    Computed apart from the drawing so that a GUI can count pixels in a worker thread
+    and draw on its own thread.
+
+    Examples
+    --------
+    >>> counts, edges = intensity_histogram(np.arange(100.0), bins=10)
+    >>> int(counts.sum()), len(edges)
+    (100, 11)
+    """
+    v = np.asarray(data, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
+    return np.histogram(v, bins=bins)
+
+
+def histogram_figure(before=None, after=None, bins: int = 256, labels=("before", "after"), figure=None,
+                     histograms=None):
     """Intensity histograms before and after normalisation, side by side (as in [PSC] Fig. S3).
 
     Parameters
@@ -229,23 +250,34 @@ def histogram_figure(before, after, bins: int = 256, labels=("before", "after"),
         Panel titles.
     figure : matplotlib.figure.Figure, optional
         Draw into this figure (cleared first); a new one otherwise.
+    histograms : ((counts, edges), (counts, edges)), optional
+        Histograms already counted by :func:`intensity_histogram` (``before`` and
+        ``after`` are then not needed).
 
     Returns
     -------
     matplotlib.figure.Figure
+        Each panel holds one filled step artist (drawn in milliseconds, whatever the image size).
+
+    Examples
+    --------
+    >>> img = np.arange(100.0).reshape(10, 10)
+    >>> fig = histogram_figure(img, minmax(img), bins=10)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['before', 'after']
     """
+    if histograms is None:
+        histograms = (intensity_histogram(before, bins), intensity_histogram(after, bins))
     if figure is None:
         from matplotlib.figure import Figure
 
         figure = Figure(figsize=(8, 3))
     figure.clear()
     axes = figure.subplots(1, 2)
-    for ax, data, title in zip(axes, (before, after), labels):
-        v = np.asarray(data, dtype=np.float64).ravel()
-        v = v[np.isfinite(v)]
-        ax.hist(v, bins=bins, color="0.3")
+    for ax, (counts, edges), title in zip(axes, histograms, labels):
+        ax.stairs(counts, edges, fill=True, color="0.3")
         ax.set_title(title)
         ax.set_xlabel("intensity")
         ax.set_ylabel("pixels")
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.2, top=0.88, wspace=0.45)
     return figure

@@ -308,3 +308,63 @@ class RunControls(Container):
     def cancel(self, *_):
         if self.worker is not None:
             self.worker.quit()
+
+
+def run_in_steps(fn: Callable, stop, poll: float = 0.05):
+    """Generator running ``fn(progress)`` in a thread of its own: yields ``(done, total)``, returns its result.
+
+    For work that reports progress through a callback (``progress(done, total, ...)``,
+    as :func:`hyperspy_mmdl.preprocess.denoise.train_noise2void` does) rather than
+    by yielding: a napari generator worker can then show its steps. ``(0, 0)``
+    (busy) is yielded until the first report, then the last report every ``poll``
+    seconds. Cancel by setting ``stop`` (a :class:`threading.Event`, which ``fn``
+    may watch to end early): the generator then waits for ``fn`` to end (no
+    thread is left computing behind the GUI's back) and returns ``None``.
+
+    Examples
+    --------
+    >>> import threading
+    >>> def job(progress):
+    ...     for i in range(3):
+    ...         progress(i + 1, 3)
+    ...     return "done"
+    >>> steps = run_in_steps(job, threading.Event(), poll=0.01)
+    >>> try:
+    ...     while True:
+    ...         last = next(steps)
+    ... except StopIteration as stop:
+    ...     print(last, stop.value)
+    (3, 3) done
+    """
+    import threading
+
+    state = [(0, 0)]
+    box: dict = {}
+
+    def progress(done, total, *_):
+        state[0] = (int(done), int(total))
+
+    def target():
+        try:
+            box["value"] = fn(progress)
+        except BaseException as err:  # noqa: BLE001 - handed to the generator's caller
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True, name="mmdl-steps")
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(poll)
+            if stop.is_set():
+                thread.join()
+                return None
+            yield state[0]
+    except GeneratorExit:
+        stop.set()
+        raise
+    yield state[0]
+    if stop.is_set():
+        return None
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

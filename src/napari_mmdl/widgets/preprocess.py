@@ -1,11 +1,13 @@
 """Preprocess dock widget: normalise, denoise, remove the SEM data bar or super-resolve an image layer.
 
 The chosen operation runs on the whole layer (every frame of a stack) in a
-worker thread (:func:`napari.qt.threading.thread_worker`) and adds a new image
+worker thread, with Cancel (nothing is added then) and Noise2Void's training
+steps in the progress bar, and adds a new image
 layer with the right scale and translate (super-resolution divides the pixel
 size by the factor and keeps the image's edges in place; a cropped data bar
 keeps the top-left corner). Intensity histograms of the current frame before
-and after are drawn side by side, as in [PSC] Fig. S3. When the data bar's
+and after are drawn side by side, as in [PSC] Fig. S3 (counted in the worker,
+drawn on the GUI thread as one artist each). When the data bar's
 scale bar is found on an uncalibrated image, the widget says how long it is;
 typing the printed length ("1 µm") calibrates the new layer.
 """
@@ -25,7 +27,7 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from ._model_picker import image_layer_picker
+from ._model_picker import image_layer_picker, run_in_steps
 
 OPERATIONS = ("normalize", "denoise", "remove data bar", "super-resolve")
 NORMALIZATIONS = ("minmax", "zscore", "clahe")
@@ -60,12 +62,13 @@ class PreprocessWidget(QWidget):
         self.scale_bar = LineEdit(label="scale bar length", value="",
                                   tooltip="the length printed by the scale bar, e.g. '1 µm' (uncalibrated images)")
         self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="", value=0, min=0, max=1, visible=False)
         self.status = Label(label="", value="")
         self.controls = Container(widgets=[
             self.image, self.operation, self.normalization, self.denoiser, self.strength, self.steps,
             self.factor, self.sr_model, self.sr_path, self.bar_mode, self.scale_bar, self.run_button,
-            self.progress, self.status], labels=True)
+            self.cancel_button, self.progress, self.status], labels=True)
 
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -78,6 +81,8 @@ class PreprocessWidget(QWidget):
         self.setLayout(layout)
 
         self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self._stop = None
         for w in (self.operation, self.denoiser, self.sr_model):
             w.changed.connect(self._visibility)
         self._visibility()
@@ -96,20 +101,27 @@ class PreprocessWidget(QWidget):
     # ------------------------------------------------------------------ running
     @staticmethod
     def _gray(layer):
+        """The layer's intensities; colour as its BT.601 luminance (the colour policy)."""
         data = np.asarray(layer.data)
         if layer.rgb:
-            data = data[..., :3].astype(np.float32).mean(axis=-1)
+            from hyperspy_mmdl.preprocess.color import luminance
+
+            data = luminance(data[..., :3])
         return data
 
-    def _current(self, data):
-        if data.ndim > 2:
-            step = tuple(self.viewer.dims.current_step[: data.ndim - 2]) if self.viewer is not None \
-                else (0,) * (data.ndim - 2)
-            return data[step]
-        return data
+    def _frame_index(self, ndim):
+        """Index of the frame shown now (histograms are of that frame)."""
+        if ndim <= 2:
+            return ()
+        if self.viewer is None:
+            return (0,) * (ndim - 2)
+        return tuple(self.viewer.dims.current_step[: ndim - 2])
 
-    def compute(self, data, calibration, progress=None):
-        """Run the chosen operation on ``data`` (image or stack); returns ``(result, calibration, message)``."""
+    def compute(self, data, calibration, progress=None, should_stop=None):
+        """Run the chosen operation on ``data`` (image or stack); returns ``(result, calibration, message)``.
+
+        ``progress(step, steps, ...)`` and ``should_stop()`` reach Noise2Void's training loop.
+        """
         from hyperspy_mmdl.preprocess import databar, denoise, normalize, superres
 
         op = self.operation.value
@@ -119,7 +131,8 @@ class PreprocessWidget(QWidget):
         if op == "denoise":
             method = self.denoiser.value
             if method == "noise2void":
-                d = denoise.train_noise2void(data, steps=int(self.steps.value), progress=progress)
+                d = denoise.train_noise2void(data, steps=int(self.steps.value), progress=progress,
+                                             should_stop=should_stop)
                 return d(data), calibration, f"Noise2Void ({d.card.recipe['steps']} steps)"
             params = {"gaussian": {"sigma": self.strength.value},
                       "median": {"size": round(self.strength.value)}}.get(method, {})
@@ -151,7 +164,10 @@ class PreprocessWidget(QWidget):
 
     def run(self, *_):
         """Preprocess the chosen layer in a worker thread; returns the worker."""
-        from napari.qt.threading import thread_worker
+        import threading
+
+        from hyperspy_mmdl.preprocess.normalize import intensity_histogram
+        from napari.qt.threading import create_worker
 
         from .grains import layer_calibration
 
@@ -162,28 +178,52 @@ class PreprocessWidget(QWidget):
         data = self._gray(layer)
         cal = layer_calibration(layer)
         self._source = layer
-        before = self._current(data)
+        index = self._frame_index(data.ndim)
+        stop = self._stop = threading.Event()
 
-        @thread_worker(progress=True)
+        def job(progress):
+            out, new_cal, msg = self.compute(data, cal, progress=progress, should_stop=stop.is_set)
+            after = out[index] if np.ndim(out) > 2 else out
+            hists = (intensity_histogram(data[index] if data.ndim > 2 else data), intensity_histogram(after))
+            return out, new_cal, msg, hists
+
         def work():
-            out, new_cal, msg = self.compute(data, cal)
-            return before, out, new_cal, msg
+            return (yield from run_in_steps(job, stop))
 
-        worker = work()
+        what = self.operation.value
+        worker = create_worker(work, _start_thread=False, _progress={"desc": what})
+        worker.yielded.connect(self._progress)
         worker.returned.connect(self._show_result)
         worker.errored.connect(self._failed)
         worker.finished.connect(self._done)
         self.run_button.enabled = False
+        self.cancel_button.enabled = True
         self.progress.visible = True
         self.progress.max = 0
-        self.status.value = f"{self.operation.value}..."
+        self.status.value = f"{what}..."
         self._worker = worker
         worker.start()
         return worker
 
+    def _progress(self, step):
+        done, total = step
+        self.progress.max = int(total)  # 0: busy
+        self.progress.value = int(done) if total else 0
+        if total:
+            self.status.value = f"{self.operation.value}: step {done} of {total}"
+
+    def cancel(self, *_):
+        """Stop the running operation (Noise2Void at its next step, others when done); nothing is added."""
+        if self._stop is not None:
+            self._stop.set()
+            self.status.value = f"{self.operation.value}: cancelling..."
+            self.cancel_button.enabled = False
+
     def _done(self):
         self._worker = None
+        self._stop = None
         self.run_button.enabled = True
+        self.cancel_button.enabled = False
         self.progress.max = 1
         self.progress.visible = False
 
@@ -196,7 +236,10 @@ class PreprocessWidget(QWidget):
     def _show_result(self, result):
         from hyperspy_mmdl.preprocess.normalize import histogram_figure
 
-        before, out, cal, msg = result
+        if result is None:  # cancelled
+            self.status.value = f"{self.operation.value}: cancelled; nothing added"
+            return
+        out, cal, msg, hists = result
         layer = self._source
         lead = out.ndim - 2
         scale = tuple(layer.scale[:lead]) + tuple(cal.scale[-2:])
@@ -208,7 +251,7 @@ class PreprocessWidget(QWidget):
                                                       **kwargs)
         except (TypeError, ValueError):
             self.result_layer = self.viewer.add_image(out, **kwargs)
-        histogram_figure(before, self._current(out), figure=self.figure)
+        histogram_figure(figure=self.figure, histograms=hists)
         self.canvas.draw_idle()
         self.status.value = msg
         from napari.utils.notifications import show_info
