@@ -475,7 +475,7 @@ def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
 
 
 def analyze_frame(image, calibration: Calibration | None = None, params: AnalysisParameters | None = None,
-                  *, unit: str | None = None, labels=None) -> FrameAnalysis:
+                  *, unit: str | None = None, labels=None, what: str = "the frame") -> FrameAnalysis:
     """Run the whole chain on one frame (see the module docstring).
 
     Parameters
@@ -491,6 +491,8 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
         Length unit of the results (one unit for all files of a run).
     labels : array_like, optional
         Use these labels instead of segmenting (the models still run).
+    what : str
+        How warnings about the frame's values name it (``"film.dm4, frame (3,)"``).
 
     Returns
     -------
@@ -510,7 +512,7 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
 
     params = params or AnalysisParameters()
     frame = _checked_frame(image)
-    checked = check_frame(frame, what="the frame")  # empty/tiny frames, NaN/Inf, extreme or constant values
+    checked = check_frame(frame, what=what)  # empty/tiny frames, NaN/Inf, extreme or constant values
     frame = checked.image
     cal = frame_calibration(calibration, unit)
     grey, rgb = split_colour(frame)

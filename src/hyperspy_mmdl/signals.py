@@ -451,6 +451,17 @@ class Microstructure(Signal2D):
                 check_file(path, lazy=bool(getattr(self, "_lazy", False)))
         self._mmdl_source_checked = True
 
+    def _source_name(self, idx=None) -> str:
+        """How notes name a frame of this signal: its file (or title), and the frame of a stack."""
+        tp = self.tmp_parameters
+        if tp.has_item("filename"):
+            name = f"{tp.filename}{tp.extension if tp.has_item('extension') else ''}"
+        else:
+            name = self.metadata.General.title or "the signal"
+        if self.axes_manager.navigation_dimension == 0:
+            return name
+        return f"{name}, frame {tuple(int(i) for i in idx)}" if idx is not None else f"{name}, a frame"
+
     def _iter_frames(self):
         """``(index tuple, frame)`` of every frame, colour kept as ``(H, W, 3)``."""
         import numpy as np
@@ -502,12 +513,13 @@ class Microstructure(Signal2D):
 
         ap = self._analysis_parameters(method, params=params)
         cal = self.calibration
+        what = self._source_name()
         methods = []
 
         def fn(frames, show):
             out = np.empty(frames.shape[:3], np.int32)
             for i, f in enumerate(frames):
-                fa = analyze_frame(f, cal, ap)
+                fa = analyze_frame(f, cal, ap, what=what)
                 out[i] = fa.labels
                 methods.append(fa.method)
             return out
@@ -539,7 +551,7 @@ class Microstructure(Signal2D):
                 raise ValueError(f"labels of shape {lab.shape} do not match this signal's images {sig}")
         for idx, frame in self._iter_frames():
             if lab is None:
-                yield idx, analyze_frame(frame, cal, ap)
+                yield idx, analyze_frame(frame, cal, ap, what=self._source_name(idx))
             else:
                 yield idx, measure_frame(lab[idx], cal, image=frame, params=ap)
 

@@ -228,12 +228,14 @@ def _check_preprocess(pre: dict) -> None:
         raise FileNotFoundError(f"preprocess: denoiser checkpoint {str(model)!r} does not exist")
 
 
-def process_frame(image: np.ndarray, calibration: Calibration, params: BatchParameters | None = None):
+def process_frame(image: np.ndarray, calibration: Calibration, params: BatchParameters | None = None, *,
+                  what: str = "the frame"):
     """One frame through :func:`hyperspy_mmdl.pipeline.analyze_frame` with a batch's parameters.
 
+    ``what`` names the frame in errors and notes about its values (``"film.dm4 frame 3"``).
     Returns the :class:`~hyperspy_mmdl.pipeline.FrameAnalysis` (labels, table, summary, model outputs).
     """
     from ..pipeline import analyze_frame
 
     params = params or BatchParameters()
-    return analyze_frame(image, calibration, params.analysis(), unit=params.unit)
+    return analyze_frame(image, calibration, params.analysis(), unit=params.unit, what=what)

@@ -458,7 +458,7 @@ def _execute(out, manifest, plan, items, params, params_hash, records, todo, exe
         n_bad = sum(s != "ok" for s in statuses)
         entry["status"] = "ok" if n_bad == 0 else ("error" if n_bad == len(keys) else "partial")
         if n_bad:
-            entry["error"] = f"{n_bad} of {len(keys)} frame(s) failed"
+            entry["error"] = f"{entry['file']}: {n_bad} of {len(keys)} frame(s) failed"
     manifest["outputs"] = _assemble(out, plan, items, records, shard_dir, params.unit)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     write_manifest("finished")

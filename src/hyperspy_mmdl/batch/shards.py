@@ -68,7 +68,7 @@ def process_item(item: dict, params: dict, shard_dir: str) -> dict:
     try:
         p = BatchParameters(**params)
         image, cal = read_frame(item["path"], int(item["frame"]), item["checksum"])
-        result = process_frame(image, cal, p)
+        result = process_frame(image, cal, p, what=f"{item['file']} frame {int(item['frame'])}")
         grains = _grains_frame(result.table, item["file"], item["frame"])
         # data first, the record last: a record on disk means a complete item
         _atomic_write(paths["grains"], lambda fh: pq.write_table(
