@@ -227,3 +227,26 @@ def test_exports_for_imagej(make_napari_viewer, qtbot, tmp_path):
     assert count_particles(touching.data > 0) < n and count_particles(mask) == n
     csv = widget.export_csv(tmp_path / "grains.csv")
     assert len(pd.read_csv(csv)) == n
+
+
+def test_frame_table_shows_every_row_without_copying_it(qtbot):
+    """The grain table: 50 000 rows set at once, cells formatted as shown, QTableWidget's calls kept."""
+    from qtpy.QtCore import Qt
+
+    from napari_mmdl.widgets.frame_table import FrameTable
+
+    n = 50_000
+    df = pd.DataFrame({"label": np.arange(1, n + 1), "area": np.linspace(0.0, 1.0, n), "name": ["a"] * n})
+    table = FrameTable(["label", "area [µm²]"])
+    qtbot.addWidget(table)
+    table.set_frame(df, ["label", "area"], ["label", "area [µm²]"])
+    assert table.rowCount() == n and table.columnCount() == 2
+    assert table.model().headerData(1, Qt.Horizontal) == "area [µm²]"
+    assert table.cell_text(n - 1, 0) == str(n) and table.cell_text(n - 1, 1) == "1"
+    assert table.cell_text(1, 1) == f"{df['area'][1]:.4g}"
+    clicked = []
+    table.cellClicked.connect(lambda r, c: clicked.append((r, c)))
+    table.selectRow(31_000)
+    assert table.currentRow() == 31_000
+    table.clicked.emit(table.model().index(7, 1))
+    assert clicked == [(7, 1)]
