@@ -202,10 +202,17 @@ def _count_records(out: Path) -> int:
 def _start_and_stop(cmd, out: Path, at_least: int, sig) -> int:
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
-    while _count_records(out) < at_least and proc.poll() is None and time.monotonic() < deadline:
+    seen = []
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen.append(_count_records(out))
+        if seen[-1] >= at_least:
+            break
         time.sleep(0.005)
     proc.send_signal(sig)
-    proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:  # it finished before the signal: say what the polling saw
+        print(f"records seen while waiting for {at_least}: {sorted(set(seen))[-20:]}; stderr: "
+              f"{err.decode(errors='replace')[-2000:]}")
     return proc.returncode
 
 
