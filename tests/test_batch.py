@@ -209,6 +209,13 @@ def _start_and_stop(cmd, out: Path, at_least: int, sig) -> int:
             break
         time.sleep(0.005)
     proc.send_signal(sig)
+    if sig == signal.SIGINT:  # as a user presses Ctrl-C again when the first one seems lost
+        t0 = last = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 60:
+            time.sleep(0.1)
+            if proc.poll() is None and time.monotonic() - last > 5:  # not stopping 5 s after Ctrl-C
+                proc.send_signal(sig)
+                last = time.monotonic()
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:  # it finished before the signal: say what the polling saw
         print(f"records seen while waiting for {at_least}: {sorted(set(seen))[-20:]}; stderr: "
