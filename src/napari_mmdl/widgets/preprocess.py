@@ -185,7 +185,12 @@ class PreprocessWidget(QWidget):
             out, new_cal, msg = self.compute(data, cal, progress=progress, should_stop=stop.is_set)
             after = out[index] if np.ndim(out) > 2 else out
             hists = (intensity_histogram(data[index] if data.ndim > 2 else data), intensity_histogram(after))
-            return out, new_cal, msg, hists
+            # the new layer's contrast limits counted here, not by napari on the GUI thread
+            finite = np.asarray(out)[np.isfinite(out)]
+            limits = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            if limits[1] <= limits[0]:
+                limits = (limits[0], limits[0] + 1.0)
+            return out, new_cal, msg, hists, limits
 
         def work():
             return (yield from run_in_steps(job, stop))
@@ -239,12 +244,13 @@ class PreprocessWidget(QWidget):
         if result is None:  # cancelled
             self.status.value = f"{self.operation.value}: cancelled; nothing added"
             return
-        out, cal, msg, hists = result
+        out, cal, msg, hists, limits = result
         layer = self._source
         lead = out.ndim - 2
         scale = tuple(layer.scale[:lead]) + tuple(cal.scale[-2:])
         translate = tuple(layer.translate[:lead]) + tuple(cal.offset[-2:])
-        kwargs = {"name": f"{layer.name} {self.operation.value}", "scale": scale, "translate": translate}
+        kwargs = {"name": f"{layer.name} {self.operation.value}", "scale": scale, "translate": translate,
+                  "contrast_limits": limits}
         units = cal.to_napari()["units"]
         try:
             self.result_layer = self.viewer.add_image(out, units=tuple(layer.units[:lead]) + tuple(units[-2:]),
