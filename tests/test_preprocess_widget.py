@@ -34,6 +34,7 @@ def test_preprocess_widget(make_napari_viewer, qtbot):
     # normalise: [0, 1], histograms before/after drawn
     layer = _run(widget, qtbot)
     assert layer.data.min() == 0 and layer.data.max() == 1
+    assert tuple(layer.contrast_limits) == (0.0, 1.0)  # counted in the worker: the data's range
     assert tuple(layer.scale) == (10.0, 10.0) and tuple(layer.translate) == (100.0, 50.0)
     axes = widget.figure.axes
     assert len(axes) == 2 and axes[0].get_title() == "before" and axes[1].get_title() == "after"

@@ -165,6 +165,7 @@ class PreprocessWidget(QWidget):
     def run(self, *_):
         """Preprocess the chosen layer in a worker thread; returns the worker."""
         import threading
+        import warnings
 
         from hyperspy_mmdl.preprocess.normalize import intensity_histogram
         from napari.qt.threading import create_worker
@@ -185,11 +186,14 @@ class PreprocessWidget(QWidget):
             out, new_cal, msg = self.compute(data, cal, progress=progress, should_stop=stop.is_set)
             after = out[index] if np.ndim(out) > 2 else out
             hists = (intensity_histogram(data[index] if data.ndim > 2 else data), intensity_histogram(after))
-            # the new layer's contrast limits counted here, not by napari on the GUI thread
-            finite = np.asarray(out)[np.isfinite(out)]
-            limits = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            if limits[1] <= limits[0]:
-                limits = (limits[0], limits[0] + 1.0)
+            # the new layer's contrast limits counted here (no copy of the result), not by napari
+            # on the GUI thread; napari's own estimate when they are not finite numbers
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN
+                lo, hi = float(np.nanmin(out)), float(np.nanmax(out))
+            limits = None
+            if np.isfinite(lo) and np.isfinite(hi):
+                limits = (lo, hi) if hi > lo else (lo, lo + 1.0)
             return out, new_cal, msg, hists, limits
 
         def work():
@@ -249,8 +253,9 @@ class PreprocessWidget(QWidget):
         lead = out.ndim - 2
         scale = tuple(layer.scale[:lead]) + tuple(cal.scale[-2:])
         translate = tuple(layer.translate[:lead]) + tuple(cal.offset[-2:])
-        kwargs = {"name": f"{layer.name} {self.operation.value}", "scale": scale, "translate": translate,
-                  "contrast_limits": limits}
+        kwargs = {"name": f"{layer.name} {self.operation.value}", "scale": scale, "translate": translate}
+        if limits is not None:
+            kwargs["contrast_limits"] = limits
         units = cal.to_napari()["units"]
         try:
             self.result_layer = self.viewer.add_image(out, units=tuple(layer.units[:lead]) + tuple(units[-2:]),
