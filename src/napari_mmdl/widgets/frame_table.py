@@ -17,7 +17,7 @@ __all__ = ["FrameTable", "format_cell"]
 
 
 def format_cell(v) -> str:
-    """How a table cell reads: 4 significant digits for floats, text otherwise, empty for None/NaN.
+    """How a table cell reads: 4 significant digits for floats (NaN as "nan"), text otherwise, empty for None.
 
     Examples
     --------
