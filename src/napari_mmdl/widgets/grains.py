@@ -540,8 +540,9 @@ class GrainsWidget(QWidget):
         if table is not None and "frame" in table.columns:
             table = table[table["frame"] == frame]
         if table is not None and len(table):
-            ecd = np.asarray(table["ecd"], dtype=float)
-            counts, edges = np.histogram(ecd[np.isfinite(ecd)], bins=min(40, max(5, len(table) // 5)))
+            from hyperspy_mmdl.preprocess.normalize import intensity_histogram
+
+            counts, edges = intensity_histogram(table["ecd"], bins=min(40, max(5, len(table) // 5)))
             ax.stairs(counts, edges, fill=True, color="0.4")  # one artist: drawn in milliseconds
         ax.set_xlabel(f"ECD ({unit})")
         ax.set_ylabel("grains")
