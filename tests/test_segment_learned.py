@@ -130,3 +130,47 @@ def test_pipeline_notes_say_what_auto_chose():
     fa = analyze_frame(img)
     assert fa.method == "learned"
     assert any(n.startswith("method 'auto' chose 'learned'") for n in fa.notes)
+
+
+# ----------------------------------------------------------------------------- scale="auto"
+def _magnified(m, seed):
+    """A generated micrograph (a seed the shipped model never saw) recorded at ``m`` times the pixels."""
+    from hyperspy_mmdl.preprocess.resample import resize
+
+    img, _, lab = training_micrograph((round(256 / m),) * 2, style="sem", seed=seed)
+    return resize(img, (256, 256), order=1), resize(lab, (256, 256), order=0)
+
+
+def test_choose_scale_shrinks_grains_three_times_too_large():
+    from hyperspy_mmdl.grains.learned import MIN_JUDGED, choose_scale
+
+    img, truth = _magnified(3.0, seed=91_003)
+    zoom, seen = choose_scale(img, None, DEFAULT_MODEL, device="cpu")
+    assert zoom <= 0.5, seen
+    assert all(round(min(img.shape) * z) >= MIN_JUDGED for z in seen)   # no judging on tiny windows
+    auto, info = segment(img, method="learned", return_info=True)
+    one = segment(img, method="learned", scale=1.0)
+    assert info["learned"]["scale"] == zoom
+    assert evaluate(auto, truth)["f1"] > evaluate(one, truth)["f1"] + 0.2
+
+
+def test_scale_auto_leaves_held_out_metallography_at_its_own_pixels():
+    img = _png(shared_data("tbm_metallography_grains") / "images" / "16-256-256.png")
+    _, info = segment(img, method="learned", return_info=True)
+    assert info["learned"]["scale"] == 1.0 and set(info["learned"]["certainty"]) >= {0.5, 1.0, 2.0}
+
+
+@pytest.mark.slow
+def test_scale_auto_helps_on_the_large_grains_of_the_perovskite_film():
+    folder = shared_data("perovskite_sem_grain_gt")
+    truth = labels_from_boundary_mask(_png(folder / "ground_truth3.png") > 0.5)
+    img = _png(folder / "example3.png")[:, : truth.shape[1]]
+    auto, info = segment(img, method="learned", return_info=True)
+    assert info["learned"]["scale"] < 1
+    assert evaluate(auto, truth)["f1"] > evaluate(segment(img, method="learned", scale=1.0), truth)["f1"] + 0.05
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "big"])
+def test_scale_must_be_auto_or_positive(bad):
+    with pytest.raises(ValueError, match="scale must be 'auto' or a positive number"):
+        segment(np.random.default_rng(0).random((64, 64)), method="learned", scale=bad)

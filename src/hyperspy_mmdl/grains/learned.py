@@ -15,10 +15,23 @@ import numpy as np
 
 from ..checkpoint import runner
 
-__all__ = ["DEFAULT_MODEL", "labels_from_boundaries", "learned_available", "segment_learned"]
+__all__ = ["DEFAULT_MODEL", "certainty", "choose_scale", "labels_from_boundaries", "learned_available", "segment_learned"]
 
 #: The shipped boundary model ``segment(method="learned")`` uses without ``model=``.
 DEFAULT_MODEL = "grain-boundary-unet"
+
+#: The zooms ``scale="auto"`` tries (:func:`choose_scale`): from a third of the pixels to twice.
+SCALE_CANDIDATES = (0.35, 0.5, 0.71, 1.0, 1.41, 2.0)
+#: Side in pixels of the window each candidate zoom is judged on (after zooming; about one
+#: 384² prediction per candidate, whatever the image size).
+SCALE_WINDOW = 384
+#: Smallest zoomed window (pixels a side) a candidate is judged on: a smaller one gives the network
+#: too little context and it is confidently blank.
+MIN_JUDGED = 128
+#: A zoom other than 1 is taken only when its certainty beats the image's own pixels by this much.
+SCALE_MARGIN = 0.01
+#: The largest image (pixels) a zoom may enlarge to.
+MAX_ZOOMED_PIXELS = 16_000_000
 
 
 def learned_available(model=None) -> bool:
@@ -120,22 +133,127 @@ def labels_from_boundaries(prob, *, threshold: float = 0.5, min_area: int = 16, 
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
-def _postprocess(model) -> dict:
-    """The model card's ``extra["postprocess"]``: the :func:`labels_from_boundaries` settings
-    chosen for that model on its validation data (empty for a bare module)."""
+def _card(model):
+    """The model card of a checkpoint path, pretrained name or Predictor (None for a bare module)."""
     from pathlib import Path
 
     if isinstance(model, (str, Path)):
-        card = runner("predictor")(model, device="cpu").card
-    else:
-        card = getattr(model, "card", None)
+        return runner("predictor")(model, device="cpu").card
+    return getattr(model, "card", None)
+
+
+def _extra(card) -> dict:
     extra = getattr(card, "extra", None) or {}
-    post = extra.get("postprocess", {}) if isinstance(extra, dict) else {}
+    return extra if isinstance(extra, dict) else {}
+
+
+def _postprocess(card) -> dict:
+    """The model card's ``extra["postprocess"]``: the :func:`labels_from_boundaries` settings
+    chosen for that model on its validation data (empty for a bare module)."""
+    post = _extra(card).get("postprocess", {})
     return {k: post[k] for k in ("threshold", "merge", "marker_erosion", "smooth") if k in post}
 
 
+def certainty(prob) -> float:
+    """How decided a boundary probability map is: the mean of ``|2p - 1|`` (1: every pixel 0 or 1).
+
+    Examples
+    --------
+    >>> certainty(np.array([0.0, 1.0, 0.5, 0.75]))
+    0.625
+    """
+    p = np.asarray(prob, dtype=np.float64)
+    return float(np.mean(np.abs(2 * p - 1)))
+
+
+def choose_scale(image, calibration=None, model=None, *, candidates=SCALE_CANDIDATES, window: int = SCALE_WINDOW,
+                 margin: float = SCALE_MARGIN, **params) -> tuple[float, dict]:
+    """The zoom at which a boundary model is most certain of an image: its grains look familiar.
+
+    A model trained on grains of some size draws crisp 0/1 maps of grains of that
+    size, and hesitant ones of grains much larger (it finds texture inside them)
+    or much smaller (it finds patches). For each candidate zoom the central
+    window of the image (``window`` px a side once zoomed, at least
+    :data:`MIN_JUDGED`; candidates that leave less are skipped) is resampled and
+    predicted, and scored by :func:`certainty`; the most certain zoom wins when
+    it beats zoom 1 by ``margin``.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (H, W, 3)
+    calibration : Calibration, optional
+    model : str, Path, Predictor, (module, card) or torch.nn.Module
+        A ``"segment"`` model.
+    candidates : sequence of float
+        Zooms to try (1 is always tried).
+    window : int
+        Side of the judged window after zooming, pixels.
+    margin : float
+        Certainty a zoom other than 1 must gain.
+    **params
+        Passed to the boundary predictor (``device``, ...).
+
+    Returns
+    -------
+    zoom : float
+    certainties : dict
+        ``{zoom: certainty}`` of every candidate.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Conv2d(1, 1, 1)         # logit 20·x − 10: bright pixels are boundary
+    >>> _ = net.weight.data.fill_(20.0), net.bias.data.fill_(-10.0)
+    >>> img = np.zeros((256, 256), np.float32)
+    >>> img[::16] = 1                          # one-pixel lines: blurred away when shrunk
+    >>> zoom, seen = choose_scale(img, None, net, candidates=(0.5, 1.0), window=128, device="cpu")
+    >>> zoom, seen[1.0] > seen[0.5]
+    (1.0, True)
+    """
+    x = _luminance(image)
+    h, w = x.shape
+    predict = runner("segment")
+    seen = {}
+    for z in sorted(set(candidates) | {1.0}):
+        side = min(h, w, max(16, int(round(window / z))))
+        top, left = (h - side) // 2, (w - side) // 2
+        crop = x[top: top + side, left: left + side]
+        if z == 1.0:
+            prob = predict(crop, calibration, model, **params)
+        else:
+            if round(side * z) < MIN_JUDGED:  # too little context left to judge
+                continue
+            prob = _zoomed_probability(predict, crop, calibration, model, z, params)
+        seen[z] = certainty(prob)
+    best = max(seen, key=seen.get)
+    zoom = best if seen[best] >= seen[1.0] + margin else 1.0
+    return float(zoom), seen
+
+
+def _luminance(image) -> np.ndarray:
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 3 and x.shape[-1] in (3, 4):
+        from ..preprocess.color import luminance
+
+        x = luminance(x[..., :3])
+    return x
+
+
+def _zoomed_probability(predict, image, calibration, model, zoom, params):
+    """Boundary probability predicted on the image resampled by ``zoom``, brought back to its grid."""
+    from ..preprocess.resample import resize
+
+    x = _luminance(image)
+    shape = x.shape[-2:]
+    small = tuple(max(1, int(round(n * zoom))) for n in shape)
+    if calibration is not None and getattr(calibration, "is_calibrated", False):
+        calibration = calibration.resampled((small[0] / shape[0], small[1] / shape[1]))
+    prob = predict(resize(x, small, order=1), calibration, model, **params)
+    return np.clip(resize(prob, shape, order=1, mode="edge"), 0, 1)
+
+
 def segment_learned(image, calibration=None, model=None, *, threshold: float | None = None, min_area_px: int = 16,
-                    return_probability: bool = False, **params):
+                    scale="auto", return_probability: bool = False, return_info: bool = False, **params):
     """Label image (int32, 0 on boundaries) of a micrograph with a learned boundary model.
 
     Parameters
@@ -151,8 +269,19 @@ def segment_learned(image, calibration=None, model=None, *, threshold: float | N
         See :func:`labels_from_boundaries` (``min_area``). The threshold, and the
         ``merge``, ``marker_erosion`` and ``smooth`` settings, default to those
         the model card records (``extra["postprocess"]``, chosen on validation data).
+    scale : "auto" or float
+        Zoom the image by this factor for the prediction (the map is brought back
+        to the image's grid). ``"auto"`` (default): the zoom at which the model is
+        most certain of the image's central window (:func:`choose_scale`), so that
+        grains much larger or smaller than the model's training grains are
+        brought nearer to them. Not applied when the card records a pixel size
+        and the image is calibrated: the image is then resampled to that pixel
+        size instead.
     return_probability : bool
         Also return the boundary probability map.
+    return_info : bool
+        Also return a dict: ``scale`` (the zoom used) and, for ``scale="auto"``,
+        ``certainty`` (``{zoom: certainty}`` of the candidates).
     **params
         Passed to :func:`hyperspy_mmdl.inference.segment.predict_boundaries`
         (``device``, ``tile``, ``overlap``, ``batch_size``).
@@ -160,7 +289,8 @@ def segment_learned(image, calibration=None, model=None, *, threshold: float | N
     Returns
     -------
     ndarray of int32, shape (H, W)
-        And the probability map (float32) with ``return_probability=True``.
+        And the probability map (float32) with ``return_probability=True``, and
+        the info dict with ``return_info=True``, in that order.
 
     Raises
     ------
@@ -179,12 +309,30 @@ def segment_learned(image, calibration=None, model=None, *, threshold: float | N
     2
     """
     model = DEFAULT_MODEL if model is None else model
-    post = _postprocess(model)
+    card = _card(model)
+    post = _postprocess(card)
     for k in ("merge", "marker_erosion", "smooth"):
         if k in params:
             post[k] = params.pop(k)
     if threshold is not None:
         post["threshold"] = threshold
-    prob = runner("segment")(image, calibration, model, **params)
+    predict = runner("segment")
+    info = {"scale": 1.0}
+    zoom = scale
+    if scale == "auto":
+        physical = (getattr(card, "pixel_size", None) is not None and calibration is not None
+                    and getattr(calibration, "is_calibrated", False))
+        zoom = 1.0
+        if not physical:
+            zoom, info["certainty"] = choose_scale(image, calibration, model, **params)
+            if zoom > 1:  # no larger than MAX_ZOOMED_PIXELS
+                zoom = max(1.0, min(zoom, (MAX_ZOOMED_PIXELS / float(np.prod(np.shape(image)[:2]))) ** 0.5))
+    elif isinstance(scale, str) or not float(scale) > 0:
+        raise ValueError(f"scale must be 'auto' or a positive number, got {scale!r}")
+    zoom = float(zoom)
+    info["scale"] = zoom
+    prob = (predict(image, calibration, model, **params) if zoom == 1.0
+            else _zoomed_probability(predict, image, calibration, model, zoom, params))
     labels = labels_from_boundaries(prob, min_area=min_area_px, **post)
-    return (labels, prob) if return_probability else labels
+    out = (labels,) + ((prob,) if return_probability else ()) + ((info,) if return_info else ())
+    return out if len(out) > 1 else labels

@@ -551,7 +551,9 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     return_info : bool
         Also return a dict saying which method ran with which parameters (in pixels).
     **params
-        Passed on to the learned segmenter.
+        Passed on to the learned segmenter
+        (:func:`~hyperspy_mmdl.grains.learned.segment_learned`: ``scale``, ``threshold``,
+        ``device`` ...).
 
     Returns
     -------
@@ -562,7 +564,9 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     info : dict
         Only with ``return_info=True``: the method that ran and its parameters in
         pixels, ``"auto"`` (what ``method="auto"`` saw and why it chose),
-        ``"quality"`` (warnings, :func:`hyperspy_mmdl.grains.quality.assess`), ``"n_grains"``.
+        ``"quality"`` (warnings, :func:`hyperspy_mmdl.grains.quality.assess`), ``"n_grains"``,
+        and for the learned method ``"learned"`` (the zoom it ran at and the certainty of each
+        candidate zoom).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -632,8 +636,13 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
         from .learned import DEFAULT_MODEL, segment_learned  # boundary U-Net through the inference predictor
 
         model = DEFAULT_MODEL if model is None else model
-        labels, prob = segment_learned(x, calibration, model=model, return_probability=True, **params)
+        labels, prob, learned = segment_learned(x, calibration, model=model, return_probability=True,
+                                                return_info=True, **params)
         labels = np.asarray(labels, dtype=np.int32)
+        info["learned"] = learned
+        if learned["scale"] != 1.0:
+            log.info("segment(method='learned') ran at zoom %.2f, where the model is most certain of the image "
+                     "(its grains are far from the size it was trained on)", learned["scale"])
         from pathlib import PurePath
 
         info["model"] = (str(model) if isinstance(model, (str, PurePath))
