@@ -87,11 +87,11 @@ def split_sources():
     return train, VAL_SOURCES, TEST_SOURCES
 
 
-def recipe(steps: int):
+def recipe(steps: int, base_channels: int = 8):
     from hyperspy_mmdl.train.recipes import load_recipe
 
     r = load_recipe("unet_boundary")
-    r["model_config"] = {"base_channels": 8, "depth": 4}
+    r["model_config"] = {"base_channels": base_channels, "depth": 4}
     r["data"].update(input_size=128, seed=SEED, normalization="minmax")
     r["train"].update(batch_size=8, epochs=max(steps // 40, 1), steps_per_epoch=min(steps, 40), amp=False,
                       early_stopping_patience=0, grad_clip=1.0)
@@ -116,11 +116,34 @@ def _score(probs, pairs, post):
     return pool([evaluate(labels_from_boundaries(p, **post), m) for p, (_, _, _, m) in zip(probs, pairs)])
 
 
-def finalize(path: Path):
-    """Choose the post-processing on the validation sources, measure the held-out sets, write both
-    into the checkpoint's card and the Markdown card beside it."""
+def reference_intercept(masks) -> dict:
+    """Median, 10th and 90th percentile of the Heyn mean lineal intercepts (px) of the training
+    masks: the grain sizes the model knows.
+
+    Stored on the card as ``extra["grain_intercept_px"]`` (what the model card says the model knows).
+    """
+    from hyperspy_mmdl.grains.evaluate import heyn_intercept
+
+    p10, median, p90 = np.nanpercentile([heyn_intercept(m)["intercept"] for m in masks], [10, 50, 90])
+    return {"median": round(float(median), 2), "p10": round(float(p10), 2), "p90": round(float(p90), 2)}
+
+
+def generated(n: int):
+    """The ``n`` generated training micrographs and masks (seeded)."""
+    from hyperspy_mmdl.synthetic import training_micrograph
+
+    rng = np.random.default_rng(SEED)
+    return [training_micrograph((256, 256), rng=rng)[:2] for _ in range(n)]
+
+
+def finalize(path: Path, reference_px: dict):
+    """Choose the post-processing on the validation sources, measure the held-out sets as a user
+    runs them (:func:`~hyperspy_mmdl.grains.learned.segment_learned`, scale chosen automatically),
+    write both into the checkpoint's card and the Markdown card beside it."""
     import hyperspy_mmdl.inference  # noqa: F401  (registers the runners)
     from hyperspy_mmdl.checkpoint import load_checkpoint, runner, save_checkpoint
+    from hyperspy_mmdl.grains.evaluate import evaluate, pool
+    from hyperspy_mmdl.grains.learned import segment_learned
 
     predict = runner("segment")
     _, val_src, test_src = split_sources()
@@ -130,15 +153,15 @@ def finalize(path: Path):
     post, best = min(scored, key=lambda pr: _objective(pr[1]))
     print(f"post-processing chosen on validation sources {val_src}: {post} -> F1 {best['f1']:.3f}, "
           f"ECD {best['ecd_error']:+.1%}, intercept {best['intercept_error']:+.1%}")
+    model, card = load_checkpoint(path)
+    card.extra = {**(card.extra or {}), "postprocess": post, "grain_intercept_px": reference_px}
+    save_checkpoint(path, model, card)
     held = {}
     for name, pairs in (("tbm_test_sources", tbm_pairs(test_src)), ("perovskite_sem", perovskite_pair())):
-        pr = [predict(img, None, str(path), device="cpu") for _, _, img, _ in pairs]
-        r = _score(pr, pairs, post)
+        r = pool([evaluate(segment_learned(img, None, path, device="cpu"), m) for _, _, img, m in pairs])
         held[name] = {k: round(float(r[k]), 4) for k in ("f1", "precision", "recall", "count_error", "ecd_error",
                                                         "intercept_error")} | {"crops": r["crops"]}
         print(name, held[name])
-    model, card = load_checkpoint(path)
-    card.extra = {**(card.extra or {}), "postprocess": post}
     card.metrics = {**(card.metrics or {}), "validation": {k: round(float(best[k]), 4) for k in
                                                            ("f1", "ecd_error", "intercept_error")},
                     **{f"held_out_{k}": v for k, v in held.items()}}
@@ -160,8 +183,12 @@ Grain-boundary probability of a grey micrograph (one value per pixel), turned in
 `method="auto"` when an image's boundary lines are broken, faint or absent.
 
 - **Architecture**: `unet_boundary` {card.config}; one output logit per pixel; input one grey
-  channel, `{card.normalization}` normalisation; no pixel size (it works at the image's own pixels; trained on
-  grains of 8–70 px across).
+  channel, `{card.normalization}` normalisation; no pixel size. Trained on grains of 8–70 px across (Heyn
+  intercepts of the training masks: median {card.extra['grain_intercept_px']['median']} px, 10th–90th percentile
+  {card.extra['grain_intercept_px']['p10']}–{card.extra['grain_intercept_px']['p90']} px, `extra["grain_intercept_px"]`).
+  `segment(method="learned")` runs it at the zoom (0.35–2×) where it is most certain of the image's central
+  window (`hyperspy_mmdl.grains.learned.choose_scale`), so grains far larger or smaller than these are
+  resampled towards them; `scale=1` turns that off.
 - **Post-processing** (chosen on the validation sources, stored on the card): `{post}`.
 - **Training data**:
   - {td.get('real')}
@@ -176,7 +203,8 @@ Grain-boundary probability of a grey micrograph (one value per pixel), turned in
 
 ## Held-out metrics (sources never trained on)
 
-Definitions: `hyperspy_mmdl.grains.evaluate` (boundary F1 at 2 px on thinned boundaries, median over crops;
+Measured as a user runs the model (`segment_learned`, scale chosen automatically). Definitions:
+`hyperspy_mmdl.grains.evaluate` (boundary F1 at 2 px on thinned boundaries, median over crops;
 grain count, mean ECD and Heyn mean lineal intercept pooled over the crops, relative errors).
 
 | data | crops | F1 | precision | recall | count error | mean-ECD error | intercept error |
@@ -202,26 +230,26 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--synthetic", type=int, default=240, help="generated micrographs (256 px)")
     ap.add_argument("--real-repeat", type=int, default=4, help="times each real training crop is listed")
+    ap.add_argument("--base-channels", type=int, default=8, help="U-Net channels of the first stage")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--finalize-only", action="store_true",
                     help="only choose the post-processing and write the cards of an existing --out")
     args = ap.parse_args(argv)
     if args.finalize_only:
-        finalize(args.out)
+        masks = [m for _, _, _, m in tbm_pairs(split_sources()[0])] + [m for _, m in generated(args.synthetic)]
+        finalize(args.out, reference_intercept(masks))
         return
 
     import torch
 
-    from hyperspy_mmdl.synthetic import training_micrograph
     from hyperspy_mmdl.train.tasks import train_segmenter
 
     torch.set_num_threads(int(os.environ.get("MMDL_THREADS", "1")))
-    rng = np.random.default_rng(SEED)
     train_src, val_src, test_src = split_sources()
     real = tbm_pairs(train_src)
     val = tbm_pairs(val_src)
     t0 = time.time()
-    synth = [training_micrograph((256, 256), rng=rng)[:2] for _ in range(args.synthetic)]
+    synth = generated(args.synthetic)
     print(f"{len(real)} real training crops (sources {train_src}), {len(val)} validation crops "
           f"(sources {val_src}), {len(synth)} generated ({time.time() - t0:.0f} s)")
     images = [im[None] for _, _, im, _ in real] * args.real_repeat + [im[None] for im, _ in synth]
@@ -235,12 +263,13 @@ def main(argv=None):
         "script": "scripts/train_pretrained_segmenter.py",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    res = train_segmenter(images, masks, recipe(args.steps), val_images=[im[None] for _, _, im, _ in val],
+    res = train_segmenter(images, masks, recipe(args.steps, args.base_channels),
+                          val_images=[im[None] for _, _, im, _ in val],
                           val_masks=[m for _, _, _, m in val], out=args.out, progress=True,
                           data_summary=summary)
     print(f"saved {res.checkpoint} ({res.checkpoint.stat().st_size / 1e6:.1f} MB) in {time.time() - t0:.0f} s")
     print(json.dumps(res.metrics))
-    finalize(res.checkpoint)
+    finalize(res.checkpoint, reference_intercept([m for _, _, _, m in real] + [m for _, m in synth]))
 
 
 if __name__ == "__main__":
