@@ -4,9 +4,11 @@ Generated micrographs (:func:`hyperspy_mmdl.synthetic.training_micrograph`, seed
 model never saw) are resampled by a magnification ``m`` (image linear, true labels nearest), as
 if the same field had been recorded at ``m`` times the pixels. Each is segmented as a user
 runs it, once at the image's own pixels (``scale=1``) and once with the default
-``scale="auto"`` (:func:`hyperspy_mmdl.grains.learned.choose_scale`: a first pass measures the
-grains; outside the training range the image is resampled towards the training grain size).
-Scores: :func:`hyperspy_mmdl.grains.evaluate.evaluate`, pooled per magnification.
+``scale="auto"`` (:func:`hyperspy_mmdl.grains.learned.choose_scale`: the zoom at which the model
+is most certain of the image's central window). Scores:
+:func:`hyperspy_mmdl.grains.evaluate.evaluate`, pooled per magnification. The generator draws
+grains down to a few pixels (after resampling by 0.33, many of 2 px), which the post-processing's
+16-px minimum leaves out: count and size errors are large at every scale; read F1 first.
 
 Usage::
 

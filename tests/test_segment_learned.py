@@ -170,7 +170,31 @@ def test_scale_auto_helps_on_the_large_grains_of_the_perovskite_film():
     assert evaluate(auto, truth)["f1"] > evaluate(segment(img, method="learned", scale=1.0), truth)["f1"] + 0.05
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, "big"])
+@pytest.mark.parametrize("bad", [0, -1.0, "big", True, float("nan"), float("inf")])
 def test_scale_must_be_auto_or_positive(bad):
     with pytest.raises(ValueError, match="scale must be 'auto' or a positive number"):
         segment(np.random.default_rng(0).random((64, 64)), method="learned", scale=bad)
+
+
+def test_certainty_weighs_boundary_and_interior_alike():
+    from hyperspy_mmdl.grains.learned import certainty
+
+    crisp = np.full((40, 40), 0.05)
+    crisp[::8] = 0.95
+    fewer = crisp.copy()
+    fewer[8::16] = 0.05                             # half the boundaries, just as decided
+    assert certainty(crisp) == pytest.approx(0.9) and certainty(fewer) == pytest.approx(0.9)
+    hesitant = crisp.copy()
+    hesitant[::8] = 0.6                             # boundaries barely called
+    assert certainty(hesitant) < 0.6
+    assert certainty(np.full((40, 40), 0.9)) == 0.0   # all boundary: no grains
+
+
+def test_auto_takes_the_learned_models_parameters():
+    img = np.random.default_rng(1).random((96, 96))
+    _, info = segment(img, method="auto", scale=1.0, return_info=True)
+    assert info["method"] in {"learned", "boundary", "boundary-edge", "threshold"}
+    if info["method"] == "learned":
+        assert info["learned"]["scale"] == 1.0
+    with pytest.raises(TypeError, match="unexpected parameters"):
+        segment(img, method="threshold", scale=1.0)

@@ -11,9 +11,13 @@ above ``grains``. :func:`labels_from_boundaries` turns the map into labels.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..checkpoint import runner
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "certainty", "choose_scale", "labels_from_boundaries", "learned_available", "segment_learned"]
 
@@ -30,6 +34,10 @@ SCALE_WINDOW = 384
 MIN_JUDGED = 128
 #: A zoom other than 1 is taken only when its certainty beats the image's own pixels by this much.
 SCALE_MARGIN = 0.01
+#: A map that marks less than this fraction of its pixels as boundary (``p >= 0.5``) has
+#: :func:`certainty` 0: a blank map is decided, but it has stopped seeing grains (texture finer
+#: than the network resolves once shrunk).
+MIN_BOUNDARY_FRACTION = 0.01
 #: The largest image (pixels) a zoom may enlarge to.
 MAX_ZOOMED_PIXELS = 16_000_000
 
@@ -139,6 +147,8 @@ def _card(model):
 
     if isinstance(model, (str, Path)):
         return runner("predictor")(model, device="cpu").card
+    if isinstance(model, tuple) and len(model) == 2:  # (module, card)
+        return model[1]
     return getattr(model, "card", None)
 
 
@@ -155,15 +165,27 @@ def _postprocess(card) -> dict:
 
 
 def certainty(prob) -> float:
-    """How decided a boundary probability map is: the mean of ``|2p - 1|`` (1: every pixel 0 or 1).
+    """How decided a boundary probability map is, boundary and interior weighed alike.
+
+    The mean of ``|2p - 1|`` over the pixels called boundary (``p >= 0.5``) and,
+    separately, over the rest, averaged: a map with fewer boundaries (a zoomed-in
+    image) is not more certain for that alone. A map with less than
+    :data:`MIN_BOUNDARY_FRACTION` boundary scores 0: it sees no grains.
 
     Examples
     --------
-    >>> certainty(np.array([0.0, 1.0, 0.5, 0.75]))
-    0.625
+    >>> p = np.full((10, 10), 0.1)
+    >>> p[5] = 0.9                              # one row of boundary
+    >>> round(certainty(p), 3)
+    0.8
+    >>> certainty(np.zeros((10, 10)))          # blank: no grains seen
+    0.0
     """
     p = np.asarray(prob, dtype=np.float64)
-    return float(np.mean(np.abs(2 * p - 1)))
+    edge = p >= 0.5
+    if edge.mean() < MIN_BOUNDARY_FRACTION or edge.all():
+        return 0.0
+    return 0.5 * (float(np.mean(2 * p[edge] - 1)) + float(np.mean(1 - 2 * p[~edge])))
 
 
 def choose_scale(image, calibration=None, model=None, *, candidates=SCALE_CANDIDATES, window: int = SCALE_WINDOW,
@@ -175,8 +197,9 @@ def choose_scale(image, calibration=None, model=None, *, candidates=SCALE_CANDID
     or much smaller (it finds patches). For each candidate zoom the central
     window of the image (``window`` px a side once zoomed, at least
     :data:`MIN_JUDGED`; candidates that leave less are skipped) is resampled and
-    predicted, and scored by :func:`certainty`; the most certain zoom wins when
-    it beats zoom 1 by ``margin``.
+    predicted, and its map (on the zoomed grid) scored by :func:`certainty`;
+    the most certain zoom wins when it beats zoom 1 by ``margin``. An almost
+    blank map scores 0: there the network no longer sees grains at all.
 
     Parameters
     ----------
@@ -212,19 +235,22 @@ def choose_scale(image, calibration=None, model=None, *, candidates=SCALE_CANDID
     """
     x = _luminance(image)
     h, w = x.shape
+    from ..preprocess.resample import resize
+
     predict = runner("segment")
     seen = {}
     for z in sorted(set(candidates) | {1.0}):
+        if not z > 0:
+            raise ValueError(f"candidate zooms must be positive, got {z!r}")
         side = min(h, w, max(16, int(round(window / z))))
         top, left = (h - side) // 2, (w - side) // 2
         crop = x[top: top + side, left: left + side]
-        if z == 1.0:
-            prob = predict(crop, calibration, model, **params)
-        else:
-            if round(side * z) < MIN_JUDGED:  # too little context left to judge
+        zoomed = round(side * z)
+        if z != 1.0:
+            if zoomed < MIN_JUDGED:  # too little context left to judge
                 continue
-            prob = _zoomed_probability(predict, crop, calibration, model, z, params)
-        seen[z] = certainty(prob)
+            crop = resize(crop, (zoomed, zoomed), order=1)
+        seen[z] = certainty(predict(crop, _resampled(calibration, z), model, **params))
     best = max(seen, key=seen.get)
     zoom = best if seen[best] >= seen[1.0] + margin else 1.0
     return float(zoom), seen
@@ -237,6 +263,13 @@ def _luminance(image) -> np.ndarray:
 
         x = luminance(x[..., :3])
     return x
+
+
+def _resampled(calibration, zoom):
+    """The calibration of an image resampled by ``zoom`` (None stays None)."""
+    if zoom != 1.0 and calibration is not None and getattr(calibration, "is_calibrated", False):
+        return calibration.resampled((zoom, zoom))
+    return calibration
 
 
 def _zoomed_probability(predict, image, calibration, model, zoom, params):
@@ -276,7 +309,8 @@ def segment_learned(image, calibration=None, model=None, *, threshold: float | N
         grains much larger or smaller than the model's training grains are
         brought nearer to them. Not applied when the card records a pixel size
         and the image is calibrated: the image is then resampled to that pixel
-        size instead.
+        size instead (a number is then ignored with a warning). A zoom never
+        enlarges past :data:`MAX_ZOOMED_PIXELS` nor shrinks below 16 px a side.
     return_probability : bool
         Also return the boundary probability map.
     return_info : bool
@@ -316,19 +350,28 @@ def segment_learned(image, calibration=None, model=None, *, threshold: float | N
             post[k] = params.pop(k)
     if threshold is not None:
         post["threshold"] = threshold
+    auto = isinstance(scale, str) and scale == "auto"
+    if not auto and (isinstance(scale, (bool, str)) or not isinstance(scale, (int, float, np.number))
+                     or not np.isfinite(scale) or scale <= 0):
+        raise ValueError(f"scale must be 'auto' or a positive number, got {scale!r}")
     predict = runner("segment")
     info = {"scale": 1.0}
-    zoom = scale
-    if scale == "auto":
-        physical = (getattr(card, "pixel_size", None) is not None and calibration is not None
-                    and getattr(calibration, "is_calibrated", False))
+    physical = (getattr(card, "pixel_size", None) and calibration is not None
+                and getattr(calibration, "is_calibrated", False))
+    if physical:  # the predictor resamples to the card's pixel size: a zoom would be undone
+        if not auto and float(scale) != 1.0:
+            log.warning("scale=%s ignored: the model works at its own pixel size and the image is calibrated",
+                        scale)
         zoom = 1.0
-        if not physical:
-            zoom, info["certainty"] = choose_scale(image, calibration, model, **params)
-            if zoom > 1:  # no larger than MAX_ZOOMED_PIXELS
-                zoom = max(1.0, min(zoom, (MAX_ZOOMED_PIXELS / float(np.prod(np.shape(image)[:2]))) ** 0.5))
-    elif isinstance(scale, str) or not float(scale) > 0:
-        raise ValueError(f"scale must be 'auto' or a positive number, got {scale!r}")
+    elif auto:
+        zoom, info["certainty"] = choose_scale(image, calibration, model, **params)
+    else:
+        zoom = float(scale)
+    shape = np.shape(image)[:2]
+    if zoom > 1:  # no larger than MAX_ZOOMED_PIXELS
+        zoom = max(1.0, min(zoom, (MAX_ZOOMED_PIXELS / float(np.prod(shape))) ** 0.5))
+    if zoom < 1:  # no smaller than 16 px a side
+        zoom = min(1.0, max(zoom, 16.0 / max(1, min(shape))))
     zoom = float(zoom)
     info["scale"] = zoom
     prob = (predict(image, calibration, model, **params) if zoom == 1.0
