@@ -539,10 +539,11 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
         result.notes.append("colour image: segmented in colour, measured and modelled on its BT.601 luminance")
     if "auto" in info:
         result.notes.append(f"method 'auto' chose '{info['method']}': {info['auto'].get('reason', '')}")
-    zoom = info.get("learned", {}).get("scale", 1.0)
-    if zoom != 1.0:
-        result.notes.append(f"the learned model ran on the image resampled by {zoom:.2f}, the zoom at which it "
-                            "was most certain (grains far from the size it was trained on)")
+    learned = info.get("learned", {})
+    if learned.get("scale", 1.0) != 1.0:
+        why = ("the zoom at which it was most certain (grains far from the size it was trained on)"
+               if "certainty" in learned else "as asked (scale)")
+        result.notes.append(f"the learned model ran on the image resampled by {learned['scale']:.2f}, {why}")
     result.notes.extend(info.get("quality", ()))
     if params.uses_models:
         apply_models(result, params)

@@ -552,8 +552,8 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
         Also return a dict saying which method ran with which parameters (in pixels).
     **params
         Passed on to the learned segmenter
-        (:func:`~hyperspy_mmdl.grains.learned.segment_learned`: ``scale``, ``threshold``,
-        ``device`` ...).
+        (:func:`~hyperspy_mmdl.grains.learned.segment_learned`: ``scale``, ``device``,
+        ``merge`` ...); with ``method="auto"`` they apply only when it chooses the learned model.
 
     Returns
     -------
@@ -613,7 +613,7 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
             valid = np.ones(g.shape, bool)
             valid[bar.top:] = False
     info["data_bar_top"] = None if bar is None else bar.top
-    if method != "learned" and params:
+    if method not in ("learned", "auto") and params:
         raise TypeError(f"segment() got unexpected parameters {sorted(params)} for method {method!r}")
 
     full_shape = g.shape
@@ -631,6 +631,9 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
             if not min_diameter:
                 min_diameter_px = 4 * width_px
             info.update(boundary_width_px=width_px, min_diameter_px=min_diameter_px)
+        if method != "learned" and params:
+            log.info("segment(method='auto') chose %r: the learned model's parameters %s were not used",
+                     method, sorted(params))
     prob = None
     if method == "learned":
         from .learned import DEFAULT_MODEL, segment_learned  # boundary U-Net through the inference predictor
@@ -640,7 +643,7 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
                                                 return_info=True, **params)
         labels = np.asarray(labels, dtype=np.int32)
         info["learned"] = learned
-        if learned["scale"] != 1.0:
+        if learned["scale"] != 1.0 and "certainty" in learned:
             log.info("segment(method='learned') ran at zoom %.2f, where the model is most certain of the image "
                      "(its grains are far from the size it was trained on)", learned["scale"])
         from pathlib import PurePath
