@@ -97,3 +97,17 @@ def test_analyze_uncalibrated_file_reports_pixels(tmp_path):
     summary = read_table(out / "summary.csv")
     assert summary.attrs["units"]["mean_ecd"] == "px"
     assert "no calibration: lengths in pixels" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_analyze_with_the_learned_model(files, tmp_path, capsys):
+    (fa, a), _ = files
+    out = tmp_path / "r"
+    assert main(["analyze", str(fa), "--method", "learned", "--out", str(out)]) == 0
+    assert "mean ECD" in capsys.readouterr().out
+    import html
+
+    page = html.unescape((out / "index.html").read_text(encoding="utf-8"))
+    assert "segmentation {'method': 'learned', 'exclude_border': False}" in page
+    summary = read_table(out / "summary.csv")
+    assert summary["n_grains"][0] == pytest.approx(a.n_grains, rel=0.35)
+    assert summary.attrs["units"]["mean_ecd"] == "nm"

@@ -73,3 +73,22 @@ def test_grains_widget_uncalibrated_image_uses_pixels(make_napari_viewer, qtbot)
     qtbot.waitUntil(lambda: widget.labels_layer is not None, timeout=60_000)
     assert np.bincount(widget.labels_layer.data.ravel())[1:].min() >= 30
     assert widget.summary["grain_size_class"] is None  # no physical size without a calibration
+
+
+def test_grains_widget_runs_the_shipped_learned_model(make_napari_viewer, qtbot):
+    from napari_mmdl.widgets.grains import GrainsWidget
+
+    viewer = make_napari_viewer()
+    s = polycrystal((160, 160), pixel_size=20.0, unit="nm", seed=4)
+    viewer.add_image(s.image, name="film", scale=(20.0, 20.0), units=("nm", "nm"))
+    widget = GrainsWidget(viewer)
+    widget.method.value = "learned"
+    widget.smoothing.value = 50.0                      # not a setting of the learned model: not passed on
+    assert not widget.threshold.visible and not widget.smoothing.visible
+    assert widget.parameters() == dict(method="learned", exclude_border=False, data_bar="auto")
+    widget.run()
+    qtbot.waitUntil(lambda: widget.labels_layer is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=10_000)
+    n = int(widget.labels_layer.data.max())
+    assert n == pytest.approx(s.n_grains, rel=0.35)
+    assert "learned" in widget.status.value

@@ -198,3 +198,13 @@ def test_auto_takes_the_learned_models_parameters():
         assert info["learned"]["scale"] == 1.0
     with pytest.raises(TypeError, match="unexpected parameters"):
         segment(img, method="threshold", scale=1.0)
+
+
+def test_a_numeric_threshold_is_the_learned_models_probability_cut():
+    img, _ = _magnified(1.0, seed=91_001)
+    low = segment(img, method="learned", threshold=0.2, scale=1.0)
+    high = segment(img, method="learned", threshold=0.8, scale=1.0)
+    assert (low == 0).mean() > (high == 0).mean()     # a lower cut: more boundary
+    assert segment(img, method="learned", threshold="otsu", scale=1.0).max() > 0   # names do not apply
+    with pytest.raises(ValueError, match="boundary probability in"):
+        segment(img, method="learned", threshold=1.5)

@@ -32,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--process", default=None, metavar="K=V;... | TABLE.csv[:ROW]",
                    help="with a regress-pce model: the device's process fields, or a row of a device table")
     p.add_argument("--out", type=Path, default=Path("mmdl-report"), help="report folder (default: mmdl-report)")
-    p.add_argument("--method", default="auto", choices=["auto", "boundary", "threshold"],
-                   help="segmentation method (default: auto)")
+    p.add_argument("--method", default="auto", choices=["auto", "boundary", "threshold", "learned"],
+                   help="segmentation method; 'learned': the shipped grain-boundary U-Net (default: auto)")
     p.add_argument("--lines", default="auto", choices=["auto", "dark", "bright", "edge"],
                    help="boundary method: polarity of the boundary lines (default: auto)")
     p.add_argument("--min-area", default=None, help="drop grains smaller than this, e.g. '0.01 µm²'")
@@ -56,7 +56,7 @@ def run(args) -> int:
     if (composition or process) and not args.model:
         raise ValueError("--composition/--process need --model (a regress-pce checkpoint)")
     kw = {"method": args.method, "exclude_border": bool(args.exclude_border)}
-    if args.method != "threshold":
+    if args.method in ("auto", "boundary"):
         kw["lines"] = args.lines
     if args.min_area:
         kw["min_area"] = args.min_area

@@ -504,6 +504,15 @@ def _auto(g, rgb, lines, sigma, width_px, model, info):
 
 
 # ---------------------------------------------------------------------------- public
+def _probability_cut(threshold) -> float:
+    """A learned model's boundary-probability cut, checked: a number in (0, 1)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) \
+            or not 0 < float(threshold) < 1:
+        raise ValueError(f"threshold for method 'learned' must be a boundary probability in (0, 1), "
+                         f"got {threshold!r}")
+    return float(threshold)
+
+
 def segment(image, calibration: Calibration | None = None, method: str = "auto", *,
             lines: str = "auto", threshold="otsu", phase: str = "auto", split: bool = True,
             smoothing=None, boundary_width=None, min_area=None, min_diameter=None,
@@ -524,6 +533,8 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
     threshold : {"otsu", "isodata"} or float
         ``"threshold"`` method: Otsu, IsoData (ImageJ "Default") or a level in
         [0, 1] of the normalised image (0.1–99.9 percentile range).
+        ``"learned"`` method: a number is the boundary-probability cut (default:
+        the one on the model card); the names do not apply.
     phase : {"auto", "bright", "dark"}
         ``"threshold"`` method: which side of the level the particles are on
         (``"auto"``: the minority side).
@@ -639,6 +650,8 @@ def segment(image, calibration: Calibration | None = None, method: str = "auto",
         from .learned import DEFAULT_MODEL, segment_learned  # boundary U-Net through the inference predictor
 
         model = DEFAULT_MODEL if model is None else model
+        if not isinstance(threshold, str) and "threshold" not in params:
+            params["threshold"] = _probability_cut(threshold)
         labels, prob, learned = segment_learned(x, calibration, model=model, return_probability=True,
                                                 return_info=True, **params)
         labels = np.asarray(labels, dtype=np.int32)

@@ -54,7 +54,7 @@ from . import grain_layers as gl
 from ._model_picker import image_layer_picker, overlay_kwargs
 from .frame_table import FrameTable
 
-METHODS = ("auto", "boundary", "threshold")
+METHODS = ("auto", "boundary", "threshold", "learned")
 LINES = ("auto", "dark", "bright", "edge")
 THRESHOLDS = ("otsu", "isodata")
 TABLE_COLUMNS = ("frame", "label", "area", "ecd", "perimeter", "major_axis", "minor_axis", "aspect_ratio",
@@ -230,6 +230,7 @@ class GrainsWidget(QWidget):
         m = self.method.value
         self.lines.visible = m in ("auto", "boundary")
         self.threshold.visible = m in ("auto", "threshold")
+        self.smoothing.visible = self.width.visible = m != "learned"  # the model sets its own scale
 
     def parameters(self, calibrated: bool = True) -> dict:
         """The segmentation keyword arguments of the current settings.
@@ -245,7 +246,7 @@ class GrainsWidget(QWidget):
             p["threshold"] = self.threshold.value
         for key, field, unit in (("smoothing", self.smoothing, "nm"), ("boundary_width", self.width, "nm"),
                                  ("min_area", self.min_area, "µm²")):
-            if field.value > 0:
+            if field.value > 0 and (key == "min_area" or self.method.value != "learned"):
                 p[key] = f"{field.value} {unit}" if calibrated else float(field.value)
         return p
 
