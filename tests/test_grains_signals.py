@@ -61,3 +61,27 @@ def test_features_and_statistics(stack):
     assert isinstance(single, dict) and single["grain_size_class"] == "small"
     with pytest.raises(ValueError, match="do not match"):
         s.grain_features(np.zeros((3, 10, 10), np.int32))
+
+
+def test_segment_grains_keeps_the_notes_and_warns_of_doubtful_results(stack):
+    import hyperspy.api as hs
+
+    s = _signal(stack)
+    labels = s.segment_grains(show_progressbar=False)
+    notes = labels.metadata.Grains.notes
+    assert any(n.startswith("all 3 frames: method 'auto' chose") for n in notes), notes
+    noise = hs.signals.Signal2D(np.random.default_rng(3).random((96, 96)).astype(np.float32))
+    noise.set_signal_type("microstructure")
+    noise.metadata.General.title = ""
+    with pytest.warns(UserWarning, match="grains average .* px² in area: noise may have been segmented"):
+        lab = noise.segment_grains(method="boundary")
+    assert any("noise may have been segmented" in n for n in lab.metadata.Grains.notes)
+    assert lab.metadata.General.title == "Grains of the signal"
+
+
+def test_frame_notes_say_which_frames():
+    from hyperspy_mmdl.signals import frame_notes
+
+    pairs = [(0, "x"), (1, "x"), (2, "x"), (1, "y"), (2, "y")]
+    assert frame_notes(pairs, 3, stack=True) == ["all 3 frames: x", "2 frames (1, 2): y"]
+    assert frame_notes(pairs, 3, stack=False) == ["x", "y"]

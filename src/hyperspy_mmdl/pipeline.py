@@ -640,21 +640,37 @@ def apply_models(result: FrameAnalysis, params: AnalysisParameters) -> None:
 
 
 def count_notes(pairs) -> list[str]:
-    """Each kind of note once, with the number of files it concerns.
+    """Each kind of note once, with the files it concerns (named when there are at most ``NAMED_FILES``).
 
     Parameters
     ----------
     pairs : iterable of (file, note)
+        ``file`` may be a path; notes name its base name.
 
     Example
     -------
-    >>> count_notes([("a.tif", "no calibration: lengths in pixels"), ("b.tif", "no calibration: lengths in pixels")])
-    ['2 files: no calibration: lengths in pixels']
+    >>> count_notes([("in/a.tif", "no calibration: lengths in pixels"), ("b.tif", "no calibration: lengths in pixels"),
+    ...              ("b.tif", "only 1 grain found")])
+    ['2 files (a.tif, b.tif): no calibration: lengths in pixels', 'b.tif: only 1 grain found']
     """
-    files: dict[str, set] = {}
+    from pathlib import PurePath
+
+    files: dict[str, dict] = {}
     for f, note in pairs:
-        files.setdefault(str(note), set()).add(str(f))
-    return [f"{len(v)} file{'s' if len(v) != 1 else ''}: {note}" for note, v in files.items()]
+        files.setdefault(str(note), {})[str(f)] = None
+    out = []
+    for note, v in files.items():
+        names = [PurePath(f).name or f for f in v]
+        if len(names) == 1:
+            out.append(f"{names[0]}: {note}")
+        elif len(names) <= NAMED_FILES:
+            out.append(f"{len(names)} files ({', '.join(names)}): {note}")
+        else:
+            out.append(f"{len(names)} files: {note}")
+    return out
+
+
+NAMED_FILES = 3
 
 
 def check_unit(unit: str | None) -> str | None:

@@ -81,7 +81,7 @@ class Microstructure(Signal2D):
         data = apply_to_frames(self, fn, (len(names),), show_progressbar=show_progressbar,
                                lazy_output=lazy_output)
         axes = navigation_axes_dicts(self) + [dict(name="class", size=len(names), units="")]
-        out = make_signal(data, axes, kind="1d", title=f"Class probabilities of {self.metadata.General.title}")
+        out = make_signal(data, axes, kind="1d", title=f"Class probabilities of {self._title()}")
         out.metadata.set_item("Signal.quantity", "Probability")
         out.metadata.set_item("Signal.class_names", list(names))
         out.metadata.set_item("Model", _model_metadata(pred))
@@ -168,7 +168,7 @@ class Microstructure(Signal2D):
         nav = navigation_axes_dicts(self)
         unit = pred.card.target_unit or "%"
         name = pred.card.target_name or "PCE"
-        out = make_signal(data[..., 0], nav, kind="base", title=f"{name} of {self.metadata.General.title}")
+        out = make_signal(data[..., 0], nav, kind="base", title=f"{name} of {self._title()}")
         out.metadata.set_item("Signal.quantity", f"{name} ({unit})")
         weights = make_signal(data[..., 1:], nav + [dict(name="modality", size=len(inference.MODALITIES))],
                               kind="1d", title="Fusion weights")
@@ -223,7 +223,7 @@ class Microstructure(Signal2D):
         data = apply_to_frames(self, fn, sig_shape, show_progressbar=show_progressbar,
                                lazy_output=lazy_output)
         out = make_signal(data, self.axes_manager._get_axes_dicts(), kind="2d",
-                          title=f"{method} of {self.metadata.General.title}")
+                          title=f"{method} of {self._title()}")
         out.metadata.set_item("Signal.quantity", f"{method} (normalised)" if normalize else method)
         out.metadata.set_item("Attention.method", method)
         out.metadata.set_item("Attention.target", "predicted class" if target is None else target)
@@ -269,7 +269,7 @@ class Microstructure(Signal2D):
         if method not in METHODS:
             raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(METHODS)}")
         out = self._frames_result(lambda f: normalize(f, method, **params),
-                                  title=f"{self.metadata.General.title} ({method})",
+                                  title=f"{self._title()} ({method})",
                                   show_progressbar=show_progressbar, lazy_output=lazy_output)
         out.metadata.set_item("Preprocess.normalization", {"method": method, **{k: str(v) for k, v in params.items()}})
         return out
@@ -315,7 +315,7 @@ class Microstructure(Signal2D):
             fn = model
         else:
             fn = lambda f: dn.denoise(f, method, calibration=cal, **params)
-        out = self._frames_result(fn, title=f"{self.metadata.General.title} (denoised, {method})",
+        out = self._frames_result(fn, title=f"{self._title()} (denoised, {method})",
                                   show_progressbar=show_progressbar, lazy_output=lazy_output)
         out.metadata.set_item("Preprocess.denoise", {"method": method, **{k: str(v) for k, v in params.items()}})
         return out
@@ -420,7 +420,7 @@ class Microstructure(Signal2D):
             return srm.bicubic(frames, f) if resolver is None else resolver(frames, device=device)
 
         out = self._frames_result(fn, (sig[0] * f, sig[1] * f), axes,
-                                  title=f"{self.metadata.General.title} (×{f})",
+                                  title=f"{self._title()} (×{f})",
                                   show_progressbar=show_progressbar, lazy_output=lazy_output)
         out.metadata.set_item("Preprocess.super_resolution",
                               {"factor": f, "model": "bicubic" if resolver is None else resolver.name})
@@ -498,8 +498,12 @@ class Microstructure(Signal2D):
         Returns
         -------
         GrainLabels
-            int32 labels (0 = boundary), same axes as this signal; the method
-            actually used is in ``metadata.Grains.method`` (for a single image).
+            int32 labels (0 = boundary), same axes as this signal. For an eager
+            result, ``metadata.Grains.method`` is the method actually used and
+            ``metadata.Grains.notes`` what a person should know (what ``auto``
+            chose, the data bar or text left out, doubtful results, with the
+            frames they concern); doubtful results are also warned about
+            (``UserWarning``). A lazy result records the asked-for method only.
 
         Example
         -------
@@ -511,28 +515,44 @@ class Microstructure(Signal2D):
         from ._frames import apply_to_frames, make_signal
         from .pipeline import analyze_frame
 
+        import warnings
+
         ap = self._analysis_parameters(method, params=params)
         cal = self.calibration
         what = self._source_name()
-        methods = []
+        methods, notes, doubts = [], [], {}
 
         def fn(frames, show):
             out = np.empty(frames.shape[:3], np.int32)
             for i, f in enumerate(frames):
                 fa = analyze_frame(f, cal, ap, what=what)
                 out[i] = fa.labels
+                notes.extend((len(methods), n) for n in fa.notes)
+                doubts.update(dict.fromkeys(fa.segment_info.get("quality", ())))
                 methods.append(fa.method)
             return out
 
         sig = tuple(self.axes_manager._signal_shape_in_array)
         data = apply_to_frames(self, fn, sig, dtype=np.int32, show_progressbar=show_progressbar,
                                lazy_output=lazy_output, colour="keep")
-        out = make_signal(data, self.axes_manager._get_axes_dicts(), kind="2d",
-                          title=f"Grains of {self.metadata.General.title}")
+        out = make_signal(data, self.axes_manager._get_axes_dicts(), kind="2d", title=f"Grains of {self._title()}")
         out.set_signal_type("grain_labels")
         out.metadata.set_item("Grains.method", methods[0] if len(set(methods)) == 1 else method)
         out.metadata.set_item("Grains.parameters", {k: str(v) for k, v in params.items()})
+        if methods:  # computed now (not a lazy result)
+            out.metadata.set_item("Grains.notes", frame_notes(notes, len(methods), stack=bool(self._nav_shape())))
+            for note in frame_notes([(0, d) for d in doubts], 1, stack=False):
+                warnings.warn(f"{what}: {note}", UserWarning, stacklevel=2)
         return out
+
+    def _nav_shape(self) -> tuple:
+        return tuple(self.axes_manager._navigation_shape_in_array)
+
+    def _title(self) -> str:
+        """The signal's title, else its file's name (images read from JPEG/PNG/TIFF often have none)."""
+        tp = self.tmp_parameters
+        return (self.metadata.General.title or (tp.filename if tp.has_item("filename") else "")
+                or "the signal")
 
     def _frame_analyses(self, labels=None, convention="imagej"):
         """``(index tuple, FrameAnalysis)`` of every frame: analysed, or measured from ``labels``."""
@@ -609,6 +629,40 @@ class Microstructure(Signal2D):
         out = pd.DataFrame(rows)
         out.attrs["units"] = units
         return out
+
+
+def frame_notes(notes, n_frames: int, *, stack: bool) -> list[str]:
+    """Each note once, saying which frames of a stack it concerns.
+
+    Parameters
+    ----------
+    notes : iterable of (frame number, note)
+    n_frames : int
+    stack : bool
+        False: the notes of a single image, listed as they are.
+
+    Example
+    -------
+    >>> frame_notes([(0, "a"), (1, "a"), (1, "b")], 2, stack=True)
+    ['all 2 frames: a', 'frame 1: b']
+    """
+    frames: dict[str, list] = {}
+    for i, note in notes:
+        frames.setdefault(str(note), [])
+        if i not in frames[str(note)]:
+            frames[str(note)].append(i)
+    if not stack:
+        return list(frames)
+    out = []
+    for note, idx in frames.items():
+        if len(idx) == n_frames and n_frames > 1:
+            out.append(f"all {n_frames} frames: {note}")
+        elif len(idx) == 1:
+            out.append(f"frame {idx[0]}: {note}")
+        else:
+            shown = ", ".join(map(str, idx[:10])) + (", ..." if len(idx) > 10 else "")
+            out.append(f"{len(idx)} frames ({shown}): {note}")
+    return out
 
 
 def _model_metadata(pred) -> dict:

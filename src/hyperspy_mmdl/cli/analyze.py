@@ -67,8 +67,8 @@ def run(args) -> int:
         attention=None if args.attention == "none" else args.attention, log=print, unit=args.unit,
         composition=composition, process=process,
         progress=lambda line: print(line, file=sys.stderr, flush=True))
-    # what the PCE model did with the inputs (an image it does not use, a value it filled in ...)
-    notes = list(notes) + [(r.source, n) for r in results for n in r.analysis.notes if n.startswith("PCE model:")]
+    # each frame's notes: what auto chose, doubtful results, what the PCE model did with the inputs ...
+    notes = list(notes) + [(r.source, n) for r in results for n in r.analysis.notes]
     text = [f"{len(args.files)} file(s), {len(results)} frame(s); segmentation {kw}."]
     if args.model:
         text.append(f"Model: {args.model}.")

@@ -110,7 +110,7 @@ def labels_from_boundaries(prob, *, threshold: float = 0.5, min_area: int = 16, 
     if zero not in ("mask", "line"):
         raise ValueError(f"zero must be 'mask' or 'line', got {zero!r}")
     from scipy import ndimage as ndi
-    from skimage.morphology import disk, remove_small_objects
+    from skimage.morphology import disk
     from skimage.segmentation import relabel_sequential, watershed
 
     p = np.asarray(prob, dtype=np.float32)
@@ -121,7 +121,9 @@ def labels_from_boundaries(prob, *, threshold: float = 0.5, min_area: int = 16, 
         interior = ndi.binary_erosion(interior, structure=disk(marker_erosion))
     markers, _ = ndi.label(interior)
     if min_area > 1:
-        markers = remove_small_objects(markers, max_size=min_area - 1)
+        small = np.bincount(markers.ravel()) < min_area
+        small[0] = False
+        markers[small[markers]] = 0
     markers, _, _ = relabel_sequential(markers)
     if markers.max() == 0:
         return np.zeros(p.shape, np.int32)

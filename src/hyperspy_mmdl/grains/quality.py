@@ -196,7 +196,7 @@ def assess(image, labels, *, method: str, valid=None, boundary_probability=None,
     if n < 5:
         warnings.append(f"only {n} grain{'s' if n != 1 else ''} found: statistics are not meaningful")
     elif grain_area / n < 20:
-        warnings.append(f"grains average {grain_area / n:.0f} px: noise may have been segmented as grains")
+        warnings.append(f"grains average {grain_area / n:.0f} px² in area: noise may have been segmented as grains")
     if boundary_probability is not None:
         from .evaluate import boundaries
 
