@@ -111,3 +111,15 @@ def test_analyze_with_the_learned_model(files, tmp_path, capsys):
     summary = read_table(out / "summary.csv")
     assert summary["n_grains"][0] == pytest.approx(a.n_grains, rel=0.35)
     assert summary.attrs["units"]["mean_ecd"] == "nm"
+
+
+def test_non_square_pixels_get_a_note():
+    from hyperspy_mmdl.pipeline import measure_frame
+
+    lab = np.zeros((20, 20), np.int32)
+    lab[2:8, 2:8] = 1
+    fa = measure_frame(lab, Calibration(scale=(3.0, 0.002), units=("nm", "nm")))
+    assert fa.notes == ["pixels are 1500× taller than wide (3 × 0.002 nm, y × x): shapes and sizes follow them; "
+                        "check the file's calibration"]
+    assert fa.table["aspect_ratio"][0] > 1000
+    assert measure_frame(lab, Calibration(scale=(1.0, 1.2), units=("nm", "nm"))).notes == []

@@ -398,6 +398,10 @@ def _checked_frame(image) -> np.ndarray:
     return a
 
 
+MAX_PIXEL_ASPECT = 1.5
+"""Pixels longer than this one way than the other get a note (a scan or a calibration gone wrong)."""
+
+
 def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
                   analysed_rows: int | None = None, params: AnalysisParameters | None = None,
                   unit: str | None = None, invalid=None) -> FrameAnalysis:
@@ -470,6 +474,12 @@ def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
         table.attrs["image_area"] = float(table.attrs["image_area"]) - n_bad * cal.pixel_area
     summary = summarize(table, cal, labels=lab[:analysed_rows])
     notes = [] if cal.is_calibrated else [_NO_CALIBRATION]
+    sy, sx = (abs(float(v)) for v in cal.scale[-2:])
+    if cal.is_calibrated and min(sy, sx) > 0 and max(sy, sx) / min(sy, sx) > MAX_PIXEL_ASPECT:
+        ratio = max(sy, sx) / min(sy, sx)
+        notes.append(f"pixels are {ratio:.0f}× {'taller than wide' if sy > sx else 'wider than tall'} "
+                     f"({sy:.4g} × {sx:.4g} {cal.units[-1]}, y × x): shapes and sizes follow them; "
+                     "check the file's calibration")
     return FrameAnalysis(labels=lab, table=table, summary=summary, calibration=cal,
                          analysed_rows=analysed_rows, data_bar=bar, notes=notes)
 
