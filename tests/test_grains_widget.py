@@ -92,3 +92,17 @@ def test_grains_widget_runs_the_shipped_learned_model(make_napari_viewer, qtbot)
     n = int(widget.labels_layer.data.max())
     assert n == pytest.approx(s.n_grains, rel=0.35)
     assert "learned" in widget.status.value
+
+
+def test_grains_widget_says_when_a_result_is_doubtful(make_napari_viewer, qtbot):
+    from napari_mmdl.widgets.grains import GrainsWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(3).random((96, 96)).astype(np.float32), name="noise")
+    widget = GrainsWidget(viewer)
+    widget.method.value = "boundary"
+    widget.run()
+    qtbot.waitUntil(lambda: widget.labels_layer is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=10_000)
+    assert "check: grains average" in widget.status.value and "noise may have been segmented" in widget.status.value
+    assert "no calibration: lengths in pixels" in widget.status.tooltip

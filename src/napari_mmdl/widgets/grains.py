@@ -355,6 +355,14 @@ class GrainsWidget(QWidget):
                              + f": {result.n_grains} grains{frames}"
                              + (f", {result.left_out} outside the ranges" if result.left_out else "")
                              + ("" if first.calibration.is_calibrated else " (no calibration: pixels)"))
+        self.status.tooltip = "\n".join(result.notes) or None
+        doubts = list(dict.fromkeys(d for fa in result.frames for d in fa.segment_info.get("quality", ())))
+        if doubts:  # doubtful results are said where the user looks, not only in the layer's metadata
+            from napari.utils.notifications import show_warning
+
+            self.status.value += f"; check: {doubts[0]}" + (f" (+{len(doubts) - 1} more)" if len(doubts) > 1 else "")
+            for d in doubts:
+                show_warning(f"{layer.name}: {d}")
 
     # ------------------------------------------------------------------ measure existing labels
     def measure_layer(self, *_, labels=None, image=None):
