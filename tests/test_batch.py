@@ -576,3 +576,13 @@ def test_hyperspy_grain_methods_get_the_cli_numbers(stack, zspy_run):
         if key in frames.columns and pd.api.types.is_numeric_dtype(stats[key]):
             np.testing.assert_array_equal(frames[key].to_numpy(dtype=float), stats[key].to_numpy(dtype=float),
                                           err_msg=key)
+
+
+def test_reader_warnings_are_said_once_in_the_summary(shared, tmp_path, recwarn):
+    path = shared("rosettasciio_dm_tiff", "digitalmicrograph", "2D", "multi_signal.dm3")
+    result = run_batch([path], tmp_path / "out", progress=False, segment="boundary")
+    assert result.exit_code == 0
+    assert not [w for w in recwarn if "holds 2 signals" in str(w.message)]   # no raw warning ...
+    lines = result.report_lines()                                            # ... but a line in the summary
+    assert sum("multi_signal.dm3: the file holds 2 signals; using signal 0" in line for line in lines) == 1
+    assert result.manifest["inputs"][0]["notes"][0].startswith("the file holds 2 signals")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,9 @@ def _open(path: str, checksum: str):
         if img is None:
             from ..io import load
 
-            img = load(path, lazy=True)
+            with warnings.catch_warnings():  # the plan read this file already and kept its warnings
+                warnings.simplefilter("ignore", UserWarning)
+                img = load(path, lazy=True)
             while len(_OPEN) >= _OPEN_MAX:
                 _OPEN.pop(next(iter(_OPEN)))
             _OPEN[key] = img

@@ -11,6 +11,7 @@ import errno
 import glob
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -287,6 +288,14 @@ def _label_names(files: Sequence[Path]) -> list[str]:
     return names
 
 
+def _own_words(message: str, path: Path) -> str:
+    """A reader's warning without the path it starts with (the summary names the file)."""
+    for prefix in (f"{path}: ", f"{path.resolve()}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
 def _plan_input(path: Path, checksum_mode: str) -> dict:
     """Open one input lazily: checksum, shape, dtype, calibration; errors recorded."""
     from ..io import load
@@ -296,7 +305,14 @@ def _plan_input(path: Path, checksum_mode: str) -> dict:
         entry["checksum"] = file_checksum(path, checksum_mode)
         entry["size_bytes"] = (sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
                                if path.is_dir() else path.stat().st_size)
-        img = load(path, lazy=True)
+        with warnings.catch_warnings(record=True) as caught:  # said once, in the run's summary
+            warnings.simplefilter("always")
+            img = load(path, lazy=True)
+        notes = [_own_words(str(w.message), path) for w in caught if issubclass(w.category, UserWarning)]
+        # a missing calibration is said by every frame's notes ("no calibration: lengths in pixels")
+        notes = [n for n in notes if img.calibration.is_calibrated or "no spatial calibration" not in n]
+        if notes:
+            entry["notes"] = notes
         frames = _frames_view(img.data, img.rgb)
         entry["rgb"] = bool(img.rgb)
         # the labels' shape: a colour input's channel axis is not part of it

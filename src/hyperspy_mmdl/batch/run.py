@@ -89,7 +89,8 @@ class BatchResult:
         for e in m.get("items", []):
             if e.get("status") == "error":
                 lines.append(f"  failed: {e['file']} frame {e['frame']}: {e.get('error')}")
-        notes = [(e["file"], n) for e in m.get("items", []) for n in e.get("notes") or ()]
+        notes = [(e["file"], n) for e in m.get("inputs", []) for n in e.get("notes") or ()]
+        notes += [(e["file"], n) for e in m.get("items", []) for n in e.get("notes") or ()]
         lines += [f"  {line}" for line in count_notes(notes)]
         return lines
 
