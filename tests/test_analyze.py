@@ -107,7 +107,7 @@ def test_analyze_with_the_learned_model(files, tmp_path, capsys):
     import html
 
     page = html.unescape((out / "index.html").read_text(encoding="utf-8"))
-    assert "segmentation {'method': 'learned', 'exclude_border': False}" in page
+    assert "segmentation: method learned, exclude border no." in page
     summary = read_table(out / "summary.csv")
     assert summary["n_grains"][0] == pytest.approx(a.n_grains, rel=0.35)
     assert summary.attrs["units"]["mean_ecd"] == "nm"

@@ -458,9 +458,12 @@ def _check_dm(path: Path, size: int, lazy: bool) -> None:
         except NotImplementedError as err:
             raise ReadError(f"{path}: not a DM3/DM4 file or an unsupported version ({err})") from None
         except Exception as err:  # noqa: BLE001 - struct errors, EOF, wrong delimiters: the tree is damaged
-            kind = "truncated" if fh.tell() >= size or "unpack" in str(err) else "damaged"
+            at = fh.tell()
+            kind = "truncated" if at >= size or "unpack" in str(err) else "damaged"
+            where = (f"it needs more than the file's {size} bytes" if at >= size
+                     else f"stopped near byte {at} of {size}")
             raise ReadError(f"{path}: {kind}: the DigitalMicrograph tag tree cannot be read to its end "
-                            f"(stopped near byte {fh.tell()} of {size}: {type(err).__name__}: {err})") from None
+                            f"({where}: {type(err).__name__}: {err})") from None
         try:
             images = dm.get_image_dictionaries() or []
         except Exception as err:  # noqa: BLE001

@@ -69,7 +69,9 @@ def run(args) -> int:
         progress=lambda line: print(line, file=sys.stderr, flush=True))
     # each frame's notes: what auto chose, doubtful results, what the PCE model did with the inputs ...
     notes = list(notes) + [(r.source, n) for r in results for n in r.analysis.notes]
-    text = [f"{len(args.files)} file(s), {len(results)} frame(s); segmentation {kw}."]
+    settings = ", ".join(f"{k.replace('_', ' ')} {'yes' if v is True else 'no' if v is False else v}"
+                         for k, v in kw.items())
+    text = [f"{len(args.files)} file(s), {len(results)} frame(s); segmentation: {settings}."]
     if args.model:
         text.append(f"Model: {args.model}.")
     text += [f"Note: {line}." for line in count_notes(notes)]
