@@ -120,6 +120,7 @@ class GrainsWidget(QWidget):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="", value=0, min=0, max=1, visible=False)
         self.status = Label(label="", value="")
+        self.status.native.setWordWrap(True)  # a long note wraps; it does not widen the dock over the canvas
         self.labels_picker = image_layer_picker(napari_viewer, label="labels", choices=_labels_choices(napari_viewer))
         self.measure_button = PushButton(text="Measure labels (against the image)")
         self.remeasure_button = PushButton(text="Re-measure", enabled=False)
