@@ -208,3 +208,24 @@ def test_a_numeric_threshold_is_the_learned_models_probability_cut():
     assert segment(img, method="learned", threshold="otsu", scale=1.0).max() > 0   # names do not apply
     with pytest.raises(ValueError, match="boundary probability in"):
         segment(img, method="learned", threshold=1.5)
+
+
+@pytest.mark.slow
+def test_default_route_matches_nist_gsat_intercept_on_a_real_sem():
+    """A real Zeiss SEM micrograph the segmenter never saw, as a user opens it: the Heyn
+    intercept of the defaults is within 10 % of NIST GSAT's own boundary map."""
+    import tifffile
+    import warnings
+
+    import hyperspy.api as hs
+
+    folder = shared_data("nist_gsat_grains") / "ti64_sem"
+    s = hs.load(folder / "sem_alpha_beta_ti_6al_4v.tif", signal_type="microstructure")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        labels = s.segment_grains()
+    gsat = np.atleast_3d(tifffile.imread(folder / "sem_alpha_beta_ti_6al_4v_segmented.tif"))[..., 0] > 127
+    ours, theirs = heyn_intercept(np.asarray(labels.data))["intercept"], heyn_intercept(gsat)["intercept"]
+    assert labels.metadata.Grains.method == "learned"
+    assert ours == pytest.approx(theirs, rel=0.10)
+    assert evaluate(np.asarray(labels.data), gsat)["f1"] > 0.75
