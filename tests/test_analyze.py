@@ -89,7 +89,7 @@ def test_analyze_missing_file_is_an_error(files, tmp_path, capsys):
     assert read_table(out / "summary.csv")["source"].tolist() == ["film.tif"]
 
 
-def test_analyze_uncalibrated_file_reports_pixels(tmp_path):
+def test_analyze_uncalibrated_file_reports_pixels(tmp_path, capsys):
     s = polycrystal((160, 160), seed=1)
     f = io.save(tmp_path / "plain.hspy", s.image, Calibration.uncalibrated(2))
     out = tmp_path / "r"
@@ -97,6 +97,9 @@ def test_analyze_uncalibrated_file_reports_pixels(tmp_path):
     summary = read_table(out / "summary.csv")
     assert summary.attrs["units"]["mean_ecd"] == "px"
     assert "no calibration: lengths in pixels" in (out / "index.html").read_text(encoding="utf-8")
+    cap = capsys.readouterr()
+    said = [line for line in (cap.out + cap.err).splitlines() if "calibration" in line]
+    assert said == ["note: plain.hspy: no calibration: lengths in pixels"]     # once (the reader said it too)
 
 
 def test_analyze_with_the_learned_model(files, tmp_path, capsys):

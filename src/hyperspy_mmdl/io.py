@@ -60,7 +60,7 @@ import numpy as np
 from .calibration import PIXEL, Calibration, convert_length, normalize_unit
 from .errors import CalibrationError, MMDLError, ReadError
 
-__all__ = ["Image", "MicrographReadError", "load", "load_signal", "save", "LAZY_AUTO_BYTES", "check_file", "check_header",
+__all__ = ["Image", "MicrographReadError", "load", "load_signal", "load_with_notes", "save", "LAZY_AUTO_BYTES", "check_file", "check_header",
            "check_zarr_complete", "memory_available"]
 
 LAZY_AUTO_BYTES = 256 * 2**20
@@ -812,6 +812,39 @@ def load(path, *, lazy: bool | None = False, index: int | None = None) -> Image:
     if notes:
         md["conversion"] = "; ".join(notes)
     return Image(data=data, calibration=cal, title=title, metadata=md, path=path)
+
+
+def load_with_notes(path, *, lazy: bool | None = False, index: int | None = None) -> tuple[Image, list[str]]:
+    """:func:`load`, with the reader's warnings returned as notes instead of raised.
+
+    For front ends that report notes per file (``mmdl analyze``, ``mmdl batch``):
+    each note loses the path it starts with (the report names the file), and the
+    missing-calibration warning is left out, since every analysed frame says it
+    ("no calibration: lengths in pixels").
+
+    Example
+    -------
+    >>> img, notes = load_with_notes("film.tif")       # doctest: +SKIP
+    >>> notes                                          # doctest: +SKIP
+    ['2 images in the file; read the first calibrated one ...']
+    """
+    path = Path(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = load(path, lazy=lazy, index=index)
+    notes = []
+    for w in caught:
+        if not issubclass(w.category, UserWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            continue
+        text = str(w.message)
+        for prefix in (f"{path}: ", f"{path.resolve()}: "):
+            if text.startswith(prefix):
+                text = text[len(prefix):]
+                break
+        if img.calibration.is_calibrated or not text.startswith("no spatial calibration"):
+            notes.append(text)
+    return img, notes
 
 
 def _label(signal) -> str:

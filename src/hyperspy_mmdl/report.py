@@ -174,12 +174,8 @@ def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=Non
     failures, notes, images = [], [], []
     for j, p in enumerate(paths, 1):
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                img = io.load(p)
-            for w in caught:
-                text = str(w.message)
-                notes.append((str(p), text.split(": ", 1)[1] if text.startswith(f"{p}: ") else text))
+            img, said = io.load_with_notes(p)
+            notes += [(str(p), text) for text in said]
             images.append((j, p, img))
         except Exception as err:  # noqa: BLE001 - recorded per file; the others go on
             failures.append((str(p), _reason(err)))

@@ -11,7 +11,6 @@ import errno
 import glob
 import hashlib
 import os
-import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -288,29 +287,16 @@ def _label_names(files: Sequence[Path]) -> list[str]:
     return names
 
 
-def _own_words(message: str, path: Path) -> str:
-    """A reader's warning without the path it starts with (the summary names the file)."""
-    for prefix in (f"{path}: ", f"{path.resolve()}: "):
-        if message.startswith(prefix):
-            return message[len(prefix):]
-    return message
-
-
 def _plan_input(path: Path, checksum_mode: str) -> dict:
     """Open one input lazily: checksum, shape, dtype, calibration; errors recorded."""
-    from ..io import load
+    from ..io import load_with_notes
 
     entry: dict = {"file": str(path), "path": str(path.resolve()), "status": "pending", "error": None}
     try:
         entry["checksum"] = file_checksum(path, checksum_mode)
         entry["size_bytes"] = (sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
                                if path.is_dir() else path.stat().st_size)
-        with warnings.catch_warnings(record=True) as caught:  # said once, in the run's summary
-            warnings.simplefilter("always")
-            img = load(path, lazy=True)
-        notes = [_own_words(str(w.message), path) for w in caught if issubclass(w.category, UserWarning)]
-        # a missing calibration is said by every frame's notes ("no calibration: lengths in pixels")
-        notes = [n for n in notes if img.calibration.is_calibrated or "no spatial calibration" not in n]
+        img, notes = load_with_notes(path, lazy=True)  # said once, in the run's summary
         if notes:
             entry["notes"] = notes
         frames = _frames_view(img.data, img.rgb)
