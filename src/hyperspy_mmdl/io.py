@@ -64,6 +64,8 @@ __all__ = ["Image", "MicrographReadError", "load", "load_signal", "load_with_not
            "check_zarr_complete", "memory_available"]
 
 LAZY_AUTO_BYTES = 256 * 2**20
+#: The reader's warning (after ``"<path>: "``) for a file without a spatial calibration.
+NO_CALIBRATION = "no spatial calibration in the file; the image is in pixel units"
 """File size above which ``load(..., lazy=None)`` reads lazily."""
 
 _ENERGY_UNITS = {"eV", "keV", "meV", "MeV"}
@@ -804,8 +806,7 @@ def load(path, *, lazy: bool | None = False, index: int | None = None) -> Image:
     for note in notes:
         warnings.warn(f"{path}: {note}", UserWarning, stacklevel=2)
     if not cal.is_calibrated:
-        warnings.warn(f"{path}: no spatial calibration in the file; the image is in pixel units",
-                      UserWarning, stacklevel=2)
+        warnings.warn(f"{path}: {NO_CALIBRATION}", UserWarning, stacklevel=2)
     title = signal.metadata.get_item("General.title", "") or ""
     title = str(title).strip() or (path.name[: -len(path.suffix)] if path.suffix else path.name)
     md = _small_metadata(signal, path, index, n)
@@ -842,7 +843,7 @@ def load_with_notes(path, *, lazy: bool | None = False, index: int | None = None
             if text.startswith(prefix):
                 text = text[len(prefix):]
                 break
-        if img.calibration.is_calibrated or not text.startswith("no spatial calibration"):
+        if text != NO_CALIBRATION:
             notes.append(text)
     return img, notes
 

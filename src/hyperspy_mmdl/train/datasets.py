@@ -330,7 +330,9 @@ def read_classification_data(root, recipe: dict, *, pixel_size: float | None = N
     with warnings.catch_warnings(record=True) as caught:  # one note for the folder, not one per file
         warnings.simplefilter("always")
         image_set = _read_classification_data(root, recipe, pixel_size, unit, grain_size_classes, log)
-    quiet = [w for w in caught if "no spatial calibration" in str(w.message)]
+    from hyperspy_mmdl.io import NO_CALIBRATION
+
+    quiet = [w for w in caught if str(w.message).endswith(NO_CALIBRATION)]
     for w in caught:
         if w not in quiet:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
