@@ -459,7 +459,7 @@ def entry_analyze(path: Path, work: Path) -> dict:
     out, err = _io.StringIO(), _io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(["analyze", str(path), "--out", str(work / "report")])
-    grains = re.findall(r": (\d+) grains", out.getvalue())
+    grains = re.findall(r": (\d+) grains?\b", out.getvalue())
     return {"rc": rc, "stdout": out.getvalue()[-3000:], "stderr": err.getvalue()[-3000:],
             "n_grains": [int(g) for g in grains]}
 

@@ -87,3 +87,15 @@ def test_synthetic_bar_and_removal():
         remove_data_bar(plain, cal, mode="cut")
     with pytest.raises(ValueError, match="2-D"):
         find_data_bar(np.zeros((2, 3, 5, 7)))
+
+
+def test_analysis_says_the_data_bar_was_left_out():
+    from hyperspy_mmdl.pipeline import analyze_frame
+
+    s = polycrystal((300, 400), data_bar=True, seed=4)
+    fa = analyze_frame(s.image, Calibration.from_pixel_size(10.0, "nm"))
+    top = s.data_bar_top
+    assert fa.analysed_rows == top
+    assert f"data bar found (rows {top}–299): left out, the analysis covers rows 0–{top - 1}" in fa.notes
+    plain = analyze_frame(polycrystal((300, 400), seed=9).image)
+    assert not any(n.startswith("data bar") for n in plain.notes)

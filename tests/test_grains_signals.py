@@ -77,6 +77,17 @@ def test_segment_grains_keeps_the_notes_and_warns_of_doubtful_results(stack):
         lab = noise.segment_grains(method="boundary")
     assert any("noise may have been segmented" in n for n in lab.metadata.Grains.notes)
     assert lab.metadata.General.title == "Grains of the signal"
+    # a stack's doubts name the frames they concern
+    noisy = hs.signals.Signal2D(np.random.default_rng(4).random((2, 96, 96)).astype(np.float32))
+    noisy.set_signal_type("microstructure")
+    with pytest.warns(UserWarning, match=r"^the signal: all 2 frames: .*noise may have been segmented"):
+        noisy.segment_grains(method="boundary", show_progressbar=False)
+
+
+def test_grain_counts_read_as_a_person_writes_them():
+    from hyperspy_mmdl.pipeline import grains_text
+
+    assert [grains_text(n) for n in (0, 1, 2)] == ["0 grains", "1 grain", "2 grains"]
 
 
 def test_frame_notes_say_which_frames():

@@ -545,6 +545,9 @@ def analyze_frame(image, calibration: Calibration | None = None, params: Analysi
     result.method = str(info["method"])
     result.segment_info = info
     result.image = np.asarray(grey, dtype=np.float32)
+    if bar is not None:
+        result.notes.append(f"data bar found (rows {bar.top}–{bar.height - 1}): left out, the analysis covers "
+                            f"rows 0–{bar.top - 1}")
     if rgb is not None:
         result.notes.append("colour image: segmented in colour, measured and modelled on its BT.601 luminance")
     if "auto" in info:
@@ -681,6 +684,17 @@ def count_notes(pairs) -> list[str]:
 
 
 NAMED_FILES = 3
+
+
+def grains_text(n: int) -> str:
+    """``"1 grain"``, ``"412 grains"``: a grain count as a person writes it.
+
+    Example
+    -------
+    >>> grains_text(1), grains_text(0)
+    ('1 grain', '0 grains')
+    """
+    return f"{n} grain" if n == 1 else f"{n} grains"
 
 
 def check_unit(unit: str | None) -> str | None:

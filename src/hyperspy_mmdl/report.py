@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MMDLError, WrongTaskError
-from .pipeline import AnalysisParameters, FrameAnalysis, analyze_frame, apply_models, common_unit, iter_frames
+from .pipeline import AnalysisParameters, FrameAnalysis, analyze_frame, apply_models, common_unit, grains_text, iter_frames
 
 __all__ = ["FrameResult", "analyze_image", "analyze_files", "predict_frame", "write_report"]
 
@@ -128,7 +128,7 @@ def analyze_image(data, calibration, *, source: str = "image", model=None, devic
         seconds = time.perf_counter() - t0
         r = FrameResult(source, i, fa, truth=dict(truth[k]) if truth else {})
         s = fa.summary
-        log(f"{r.name}: {s['n_grains']} grains, mean ECD {s['mean_ecd']:.4g} {fa.unit}"
+        log(f"{r.name}: {grains_text(s['n_grains'])}, mean ECD {s['mean_ecd']:.4g} {fa.unit}"
             + (f", class {r.predicted_class}" if r.predicted_class else "")
             + (f", prediction {r.prediction:.3g} {r.prediction_unit}" if r.prediction is not None else ""))
         results.append(r)
@@ -186,7 +186,7 @@ def analyze_files(paths, *, model=None, device: str = "auto", segment_kwargs=Non
     def frame_done(j):
         if progress is None:
             return None
-        return lambda r, seconds: progress(f"[{j}/{len(paths)}] {r.name}: {r.summary['n_grains']} grains "
+        return lambda r, seconds: progress(f"[{j}/{len(paths)}] {r.name}: {grains_text(r.summary['n_grains'])} "
                                            f"({seconds:.1f} s)")
 
     for j, p, img in images:

@@ -520,7 +520,7 @@ class Microstructure(Signal2D):
         ap = self._analysis_parameters(method, params=params)
         cal = self.calibration
         what = self._source_name()
-        methods, notes, doubts = [], [], {}
+        methods, notes, doubts = [], [], []
 
         def fn(frames, show):
             out = np.empty(frames.shape[:3], np.int32)
@@ -528,7 +528,7 @@ class Microstructure(Signal2D):
                 fa = analyze_frame(f, cal, ap, what=what)
                 out[i] = fa.labels
                 notes.extend((len(methods), n) for n in fa.notes)
-                doubts.update(dict.fromkeys(fa.segment_info.get("quality", ())))
+                doubts.extend((len(methods), n) for n in fa.segment_info.get("quality", ()))
                 methods.append(fa.method)
             return out
 
@@ -540,9 +540,11 @@ class Microstructure(Signal2D):
         out.metadata.set_item("Grains.method", methods[0] if len(set(methods)) == 1 else method)
         out.metadata.set_item("Grains.parameters", {k: str(v) for k, v in params.items()})
         if methods:  # computed now (not a lazy result)
-            out.metadata.set_item("Grains.notes", frame_notes(notes, len(methods), stack=bool(self._nav_shape())))
-            for note in frame_notes([(0, d) for d in doubts], 1, stack=False):
-                warnings.warn(f"{what}: {note}", UserWarning, stacklevel=2)
+            stack = bool(self._nav_shape())
+            out.metadata.set_item("Grains.notes", frame_notes(notes, len(methods), stack=stack))
+            name = what.removesuffix(", a frame") if stack else what
+            for note in frame_notes(doubts, len(methods), stack=stack):  # "all 66 frames: ...", "frame 3: ..."
+                warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
         return out
 
     def _nav_shape(self) -> tuple:

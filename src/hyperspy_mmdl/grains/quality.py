@@ -213,5 +213,6 @@ def assess(image, labels, *, method: str, valid=None, boundary_probability=None,
                             "may not be real; try method='learned'")
     if text is not None and text.any():
         rows = np.nonzero(text.any(1))[0]
-        warnings.append(f"overlay text found (rows {rows.min()}–{rows.max()}): it is left out of the analysis")
+        warnings.append(f"overlay text found in rows {rows.min()}–{rows.max()}: the grains under it are left out "
+                        "of the analysis")
     return warnings

@@ -50,6 +50,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from hyperspy_mmdl.pipeline import grains_text
+
 from . import grain_layers as gl
 from ._model_picker import image_layer_picker, overlay_kwargs
 from .frame_table import FrameTable
@@ -353,7 +355,7 @@ class GrainsWidget(QWidget):
         info = first.segment_info
         frames = f" in {len(result.frames)} frames" if result.stack else ""
         self.status.value = (f"{first.method}" + (f" ({info['lines']} lines)" if info.get("lines") else "")
-                             + f": {result.n_grains} grains{frames}"
+                             + f": {grains_text(result.n_grains)}{frames}"
                              + (f", {result.left_out} outside the ranges" if result.left_out else "")
                              + ("" if first.calibration.is_calibrated else " (no calibration: pixels)"))
         self.status.tooltip = "\n".join(result.notes) or None
@@ -407,7 +409,7 @@ class GrainsWidget(QWidget):
             self._attach(labels)
             gl.publish(labels, result, source=image.name, params=params, sel=self._sel)
             self.show_tab("grains")
-            self.status.value = (f"measured {labels.name!r} against {image.name!r}: {result.n_grains} grains"
+            self.status.value = (f"measured {labels.name!r} against {image.name!r}: {grains_text(result.n_grains)}"
                                  + (f", {result.left_out} outside the ranges" if result.left_out else ""))
 
         return self._start(job, measured, "measuring")
@@ -440,7 +442,7 @@ class GrainsWidget(QWidget):
 
         def measured(result):
             gl.publish(layer, result, params=params, sel=stored)
-            self.status.value = (f"re-measured: {result.n_grains} grains"
+            self.status.value = (f"re-measured: {grains_text(result.n_grains)}"
                                  + (f", {result.left_out} outside the ranges" if result.left_out else ""))
 
         if lab.ndim == 2:  # one frame: milliseconds, and the table is there when this returns
@@ -468,7 +470,7 @@ class GrainsWidget(QWidget):
         layer, table = self.labels_layer, self.table
         if layer is not None and table is not None:
             unit = (table.attrs.get("units") or {}).get("area", "")
-            self.status.value = f"{layer.name!r}: {len(table)} grains, areas in {unit}"
+            self.status.value = f"{layer.name!r}: {grains_text(len(table))}, areas in {unit}"
 
     def _show_layer(self):
         """Fill tables, histogram and colours from the Labels layer's features and metadata."""
