@@ -121,3 +121,34 @@ def test_a_drawn_line_in_any_layer_transform(make_napari_viewer):
     viewer.layers.remove(shapes)
     assert widget.line_layer.value is None
     assert widget.line_length_px() is None and widget.apply() is None and "line" in widget.status.value
+
+
+def test_the_files_own_calibration_is_offered_when_napari_reader_dropped_it(make_napari_viewer, qtbot, shared):
+    """napari's builtin reader opens a calibrated Zeiss TIFF in pixels: the Grains widget says the
+    file holds a pixel size, and Set Scale fills it in (as rosettasciio reads it) for Apply."""
+    from napari_mmdl.widgets.grains import GrainsWidget
+
+    from hyperspy_mmdl import io
+
+    path = shared("rosettasciio_dm_tiff", "tiff", "sem_Zeiss", "test_tiff_Zeiss_SEM_512pix.tif")
+    held = io.load(path, lazy=True).calibration.image
+    viewer = make_napari_viewer()
+    [image] = viewer.open(str(path), plugin="napari")
+    assert tuple(image.scale) == (1.0, 1.0)
+    grains = GrainsWidget(viewer)
+    grains.image.value = image
+    grains.run()
+    qtbot.waitUntil(lambda: grains._worker is None, timeout=300_000)
+    assert f"its file holds {held.describe()}" in grains.status.value
+
+    ss = grains.open_set_scale()
+    assert ss.source.value == "a pixel size" and "its file holds" in ss.status.value
+    ss.apply()
+    assert tuple(image.scale) == pytest.approx(held.pixel_size, rel=1e-6)  # all its digits, not 3 decimals
+    assert grains.table.attrs["units"]["area"] == "nm²"
+    # a calibrated layer is left alone
+    [plugin_read] = viewer.open(str(path), plugin="napari-mmdl")
+    grains.image.value = plugin_read
+    grains.run()
+    qtbot.waitUntil(lambda: grains._worker is None, timeout=300_000)
+    assert "its file holds" not in grains.status.value

@@ -270,6 +270,33 @@ def image_data(layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+def file_calibration(layer):
+    """The calibration the file behind an uncalibrated image layer holds, or None.
+
+    napari's own reader opens TIFFs without their pixel size; when the layer was
+    read from a file (``layer.source.path``) that :func:`hyperspy_mmdl.io.load`
+    reads with a calibration and the same image size, that calibration is
+    returned so that the widgets can offer it. Any failure to read gives None.
+    """
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if not path:
+        return None
+    import warnings
+
+    from hyperspy_mmdl import io
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = io.load(path, lazy=True)
+    except Exception:  # noqa: BLE001 - not a file we read: nothing to offer
+        return None
+    shape = data_shape(image_data(layer), bool(layer.rgb))[-2:]
+    frame = tuple(img.data.shape[-3:-1] if img.rgb else img.data.shape[-2:])
+    cal = img.calibration
+    return cal.image if cal.is_calibrated and frame == tuple(shape) else None
+
+
 def remeasure(layer, calibration, *, image=None, rgb: bool = False, sel: dict | None = None, params=None):
     """Measure a published Labels layer again (same analysed rows, stored parameters and
     selection unless given) and publish the result; returns it."""

@@ -95,6 +95,7 @@ class GrainsWidget(QWidget):
         self.frame_summary = None  # pandas DataFrame: one row per frame
         self._worker = None
         self._source = None
+        self._held = None  # the calibration the image's file holds when the layer lost it
         self._params = None
         self._sel = None
         self._default_colormap = None
@@ -333,6 +334,7 @@ class GrainsWidget(QWidget):
         params = self.analysis_parameters(calibrated=cal.is_calibrated)
         data = gl.image_data(layer)
         self._source, self._params, self._sel = layer, params, gl.in_pixels(sel, _frame_cal(cal))
+        self._held = None if cal.is_calibrated else gl.file_calibration(layer)
 
         def job():
             return (yield from gl.segment_frames(data, cal, params, rgb=bool(layer.rgb), sel=sel))
@@ -357,7 +359,9 @@ class GrainsWidget(QWidget):
         self.status.value = (f"{first.method}" + (f" ({info['lines']} lines)" if info.get("lines") else "")
                              + f": {grains_text(result.n_grains)}{frames}"
                              + (f", {result.left_out} outside the ranges" if result.left_out else "")
-                             + ("" if first.calibration.is_calibrated else " (no calibration: pixels)"))
+                             + ("" if first.calibration.is_calibrated else " (no calibration: pixels)")
+                             + (f"; its file holds {self._held.describe()}, which napari's own reader left out: "
+                                "Set Scale offers it" if self._held is not None else ""))
         self.status.tooltip = "\n".join(result.notes) or None
         doubts = list(dict.fromkeys(d for fa in result.frames for d in fa.segment_info.get("quality", ())))
         if doubts:  # doubtful results are said where the user looks, not only in the layer's metadata

@@ -60,6 +60,8 @@ class SetScaleWidget(QWidget):
         self.line_length = Label(label="line length", value="no line")
         self.distance = FloatSpinBox(label="known distance", value=1.0, min=0.0, max=1e9, step=0.1)
         self.pixel_size = FloatSpinBox(label="pixel size", value=1.0, min=0.0, max=1e9, step=0.001)
+        for box in (self.distance, self.pixel_size):  # 0.11165 µm/px must not become 0.112
+            box.native.setDecimals(6)
         self.unit = ComboBox(label="unit", choices=UNITS, value="µm")
         self.apply_button = PushButton(text="Apply")
         self.status = Label(label="", value="")
@@ -103,6 +105,15 @@ class SetScaleWidget(QWidget):
         cal = layer_calibration(layer)
         if cal.is_calibrated:
             self.status.value = f"{layer.name}: {cal.describe()}"
+            return
+        held = gl.file_calibration(layer)
+        if held is not None and held.unit in UNITS and np.isclose(*held.pixel_size, rtol=1e-6):
+            # napari's own reader drops a TIFF's pixel size: offer the file's own
+            self.source.value = FROM_PIXEL
+            self.pixel_size.value = float(held.pixel_size[1])
+            self.unit.value = held.unit
+            self.status.value = (f"{layer.name}: no calibration on the layer, but its file holds "
+                                 f"{held.describe()} (napari's own reader leaves it out): Apply to use it")
             return
         offer = self.offer()
         self.status.value = (f"{layer.name}: no calibration (pixels); "
