@@ -126,3 +126,22 @@ def test_non_square_pixels_get_a_note():
                         "check the file's calibration"]
     assert fa.table["aspect_ratio"][0] > 1000
     assert measure_frame(lab, Calibration(scale=(1.0, 1.2), units=("nm", "nm"))).notes == []
+
+
+def test_a_note_when_the_two_astm_procedures_disagree():
+    """Particles on a cracked substrate (a real Zeiss SEM TIFF) are not grains filling the image:
+    planimetric and intercept G differ by ~1.8 and the analysis says so; grains that fill the
+    image get no such note."""
+    from tests.conftest import shared_data
+
+    from hyperspy_mmdl.pipeline import MAX_G_DISAGREEMENT, analyze_frame
+
+    img = io.load(shared_data("rosettasciio_dm_tiff", "tiff", "sem_Zeiss", "test_tiff_Zeiss_SEM_512pix.tif"))
+    fa = analyze_frame(img.data, img.calibration)
+    s = fa.summary
+    assert abs(s["astm_g_planimetric"] - s["astm_g_intercept"]) > MAX_G_DISAGREEMENT
+    assert any(n.startswith("ASTM G by the planimetric") for n in fa.notes)
+    grains = polycrystal((400, 400), seed=5)
+    fa = analyze_frame(grains.image, grains.calibration)
+    assert abs(fa.summary["astm_g_planimetric"] - fa.summary["astm_g_intercept"]) < MAX_G_DISAGREEMENT
+    assert not any(n.startswith("ASTM G") for n in fa.notes)

@@ -399,6 +399,9 @@ def _checked_frame(image) -> np.ndarray:
 
 
 MAX_PIXEL_ASPECT = 1.5
+#: ASTM E112 grain size numbers by the planimetric and the intercept procedure estimate the same G
+#: for grains that fill the plane; a larger difference gets a note (labels that are not such grains).
+MAX_G_DISAGREEMENT = 1.0
 """Pixels longer than this one way than the other get a note (a scan or a calibration gone wrong)."""
 
 
@@ -480,6 +483,11 @@ def measure_frame(labels, calibration: Calibration | None = None, *, image=None,
         notes.append(f"pixels are {ratio:.0f}× {'taller than wide' if sy > sx else 'wider than tall'} "
                      f"({sy:.4g} × {sx:.4g} {cal.units[-1]}, y × x): shapes and sizes follow them; "
                      "check the file's calibration")
+    g_area, g_line = summary.get("astm_g_planimetric", np.nan), summary.get("astm_g_intercept", np.nan)
+    if np.isfinite(g_area) and np.isfinite(g_line) and abs(g_area - g_line) > MAX_G_DISAGREEMENT:
+        notes.append(f"ASTM G by the planimetric ({g_area:.2f}) and intercept ({g_line:.2f}) procedures differ "
+                     f"by {abs(g_area - g_line):.1f}: the labels may not be grains filling the image (particles, "
+                     "gaps, unsegmented regions); check the overlay")
     return FrameAnalysis(labels=lab, table=table, summary=summary, calibration=cal,
                          analysed_rows=analysed_rows, data_bar=bar, notes=notes)
 
