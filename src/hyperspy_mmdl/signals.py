@@ -451,13 +451,16 @@ class Microstructure(Signal2D):
                 check_file(path, lazy=bool(getattr(self, "_lazy", False)))
         self._mmdl_source_checked = True
 
-    def _source_name(self, idx=None) -> str:
-        """How notes name a frame of this signal: its file (or title), and the frame of a stack."""
+    def _file_name(self) -> str:
+        """How notes name this signal: its file (or title)."""
         tp = self.tmp_parameters
         if tp.has_item("filename"):
-            name = f"{tp.filename}{tp.extension if tp.has_item('extension') else ''}"
-        else:
-            name = self.metadata.General.title or "the signal"
+            return f"{tp.filename}{tp.extension if tp.has_item('extension') else ''}"
+        return self.metadata.General.title or "the signal"
+
+    def _source_name(self, idx=None) -> str:
+        """How notes name a frame of this signal: its file (or title), and the frame of a stack."""
+        name = self._file_name()
         if self.axes_manager.navigation_dimension == 0:
             return name
         return f"{name}, frame {tuple(int(i) for i in idx)}" if idx is not None else f"{name}, a frame"
@@ -542,9 +545,8 @@ class Microstructure(Signal2D):
         if methods:  # computed now (not a lazy result)
             stack = bool(self._nav_shape())
             out.metadata.set_item("Grains.notes", frame_notes(notes, len(methods), stack=stack))
-            name = what.removesuffix(", a frame") if stack else what
             for note in frame_notes(doubts, len(methods), stack=stack):  # "all 66 frames: ...", "frame 3: ..."
-                warnings.warn(f"{name}: {note}", UserWarning, stacklevel=2)
+                warnings.warn(f"{self._file_name()}: {note}", UserWarning, stacklevel=2)
         return out
 
     def _nav_shape(self) -> tuple:

@@ -270,28 +270,36 @@ def image_data(layer):
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
-def file_calibration(layer):
+def file_source(layer):
+    """``(path, image shape)`` of the file an image layer was read from, or None."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return (str(path), tuple(data_shape(image_data(layer), bool(layer.rgb))[-2:])) if path else None
+
+
+def file_calibration(layer=None, *, source=None):
     """The calibration the file behind an uncalibrated image layer holds, or None.
 
     napari's own reader opens TIFFs without their pixel size; when the layer was
     read from a file (``layer.source.path``) that :func:`hyperspy_mmdl.io.load`
     reads with a calibration and the same image size, that calibration is
     returned so that the widgets can offer it. Any failure to read gives None.
+    ``source``: :func:`file_source` of the layer, taken earlier (the read, which
+    imports the readers, may then run in a worker thread).
     """
-    path = getattr(getattr(layer, "source", None), "path", None)
-    if not path:
+    source = file_source(layer) if source is None else source
+    if source is None:
         return None
     import warnings
 
     from hyperspy_mmdl import io
 
+    path, shape = source
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = io.load(path, lazy=True)
     except Exception:  # noqa: BLE001 - not a file we read: nothing to offer
         return None
-    shape = data_shape(image_data(layer), bool(layer.rgb))[-2:]
     frame = tuple(img.data.shape[-3:-1] if img.rgb else img.data.shape[-2:])
     cal = img.calibration
     return cal.image if cal.is_calibrated and frame == tuple(shape) else None

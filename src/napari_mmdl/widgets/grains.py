@@ -334,9 +334,12 @@ class GrainsWidget(QWidget):
         params = self.analysis_parameters(calibrated=cal.is_calibrated)
         data = gl.image_data(layer)
         self._source, self._params, self._sel = layer, params, gl.in_pixels(sel, _frame_cal(cal))
-        self._held = None if cal.is_calibrated else gl.file_calibration(layer)
+        source = None if cal.is_calibrated else gl.file_source(layer)
+        self._held = None
 
         def job():
+            if source is not None:  # off the GUI thread: the first read imports the readers
+                self._held = gl.file_calibration(source=source)
             return (yield from gl.segment_frames(data, cal, params, rgb=bool(layer.rgb), sel=sel))
 
         return self._start(job, self._segmented, "segmenting")
